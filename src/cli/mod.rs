@@ -1,0 +1,66 @@
+//! The command line: clap arguments as typed, turned into library options, and the human or
+//! JSON rendering of what the library returns. The library never sees clap.
+
+mod args;
+mod inspect;
+
+use std::process::ExitCode;
+
+pub use args::{Cli, Command, OutputFormat};
+
+use crate::error::Error;
+use crate::source::{DATABASE_URL_VARIABLES, DatabaseUrl};
+
+/// Exit code for success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code for "ran, and found problems the user asked about".
+pub const EXIT_PROBLEMS: u8 = 1;
+/// Exit code for an error: nothing useful was done.
+pub const EXIT_ERROR: u8 = 2;
+
+/// Runs the parsed command line and returns the process exit code.
+///
+/// # Errors
+/// Whatever the command failed with; `main` prints the chain and exits with [`EXIT_ERROR`].
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    init_tracing(cli.verbose, cli.quiet);
+    match cli.command {
+        Command::Inspect(args) => inspect::run(args).await,
+    }
+}
+
+/// Picks the database URL: the flag, else the first of [`DATABASE_URL_VARIABLES`] that is set.
+pub(crate) fn database_url(flag: Option<&str>) -> Result<DatabaseUrl, Error> {
+    if let Some(url) = flag {
+        return DatabaseUrl::parse(url);
+    }
+    for variable in DATABASE_URL_VARIABLES {
+        if let Ok(url) = std::env::var(variable)
+            && !url.trim().is_empty()
+        {
+            return DatabaseUrl::parse(&url);
+        }
+    }
+    Err(Error::DatabaseUrl {
+        message: format!(
+            "no database given: pass --db URL or set {}",
+            DATABASE_URL_VARIABLES.join(" or ")
+        ),
+    })
+}
+
+fn init_tracing(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CONTRAIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // A second initialisation (tests calling run twice) is harmless; ignore it.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

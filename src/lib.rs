@@ -1,0 +1,13 @@
+//! contrail moves the history of Apache Airflow environments: it reads the metadata database,
+//! maps it between Airflow schema versions, and writes it where the next environment or an
+//! analyst can use it.
+//!
+//! The pipeline stages are modules: [`catalog`] (what each Airflow version's schema is),
+//! [`source`] (reading PostgreSQL), and [`cli`] (the command line).
+
+pub mod catalog;
+pub mod cli;
+pub mod error;
+pub mod source;
+
+pub use error::{Error, Result};

@@ -1,0 +1,9 @@
+//! Reading an Airflow metadata database in PostgreSQL: connecting, and looking at what is there.
+//!
+//! This module owns every query against the source database; it does not know about files,
+//! object stores or the command line.
+
+mod connect;
+pub mod inspect;
+
+pub use connect::{DATABASE_URL_VARIABLES, DatabaseUrl, connect};

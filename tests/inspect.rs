@@ -1,0 +1,1 @@
+//! `contrail inspect` against databases with real Airflow schemas.
