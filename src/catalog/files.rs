@@ -37,7 +37,9 @@ pub(crate) struct TableFile {
     pub(crate) description: String,
     /// Whether the table exists, per version.
     pub(crate) exists: RawTimeline<bool>,
-    /// Columns whose first non-NULL value is the row's time, per version.
+    /// Columns whose first non-NULL value is the row's time, per version. Tables that have no
+    /// time (variable, slot_pool, connection) leave it out.
+    #[serde(default)]
     pub(crate) time: RawTimeline<Vec<String>>,
     /// Column name → (version → spec such as `"varchar(250) not null"`, or `"-"` for dropped).
     pub(crate) columns: IndexMap<String, RawTimeline<String>>,
@@ -70,6 +72,8 @@ pub(crate) struct CanonicalSection {
     /// Canonical columns that files are sorted by within a partition.
     pub(crate) sort: Vec<String>,
     /// Canonical timestamp columns; the first non-NULL one gives the row's day partition.
+    /// Empty for tables that are not partitioned by time.
+    #[serde(default)]
     pub(crate) partition: Vec<String>,
     /// Airflow columns deliberately not carried, with the reason.
     #[serde(default)]

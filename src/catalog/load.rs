@@ -309,9 +309,6 @@ impl Ctx<'_> {
                 return Err(self.error(format!("key or time column {name} does not exist at {at}")));
             }
         }
-        if table.time_columns.is_empty() {
-            return Err(self.error(format!("no time column at {at}")));
-        }
         Ok(())
     }
 
