@@ -26,7 +26,9 @@
 #   KEEP_TMP=1       keep the temporary directory (logs, cluster) for debugging
 #
 # Pins: scripts/airflow-pins/<major.minor>.txt is passed to pip as a constraints file;
-# lines starting with "#pip:" in it are extra pip options (e.g. --uploaded-prior-to=...).
+# lines starting with "#pip:" in it are extra pip options (e.g. "#pip: --only-binary=:all:").
+# (pip's --uploaded-prior-to would be the natural date cutoff, but the PyPI index reachable here
+# does not publish upload-time metadata, so the pin files list versions explicitly.)
 set -euo pipefail
 # The whole script is one compound command, so bash parses it completely before running it
 # (editing the file while a run is in progress cannot break that run).
@@ -35,7 +37,7 @@ set -euo pipefail
 die() { echo "airflow-ddl: error: $*" >&2; exit 1; }
 log() { echo "airflow-ddl: $*" >&2; }
 
-usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; exit "${1:-2}"; }
 
 [[ $# -ge 1 ]] || usage
 case "$1" in -h|--help) usage 0 ;; esac

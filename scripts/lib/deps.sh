@@ -1,0 +1,52 @@
+# Shared by scripts/*.sh: find or install what contrail's jobs and tests need on Debian.
+# Source it; it defines functions only.
+
+# Prints the directory holding PostgreSQL server binaries (initdb, pg_ctl, postgres, psql),
+# installing Debian's `postgresql` package when none is found.
+contrail_pg_bindir() {
+    local dir
+    for dir in ${CONTRAIL_PG_BIN:-} $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k4 -rn); do
+        if [[ -x $dir/initdb && -x $dir/pg_ctl && -x $dir/psql ]]; then
+            echo "$dir"
+            return 0
+        fi
+    done
+    echo "contrail: PostgreSQL server not found; installing Debian's postgresql package" >&2
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "contrail: run as root or install postgresql yourself (apt-get install postgresql)" >&2
+        return 1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql postgresql-client >&2
+    for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k4 -rn); do
+        if [[ -x $dir/initdb ]]; then
+            echo "$dir"
+            return 0
+        fi
+    done
+    echo "contrail: installing postgresql did not provide initdb" >&2
+    return 1
+}
+
+# Starts a throwaway cluster in directory $1 on a free 127.0.0.1 port with trust auth; sets
+# CONTRAIL_PG_PORT and registers a trap that stops it and removes the directory on exit.
+# As root, the server runs as the `postgres` user (PostgreSQL refuses to run as root).
+contrail_pg_start() {
+    local base=$1 bindir as=()
+    bindir=$(contrail_pg_bindir)
+    mkdir -p "$base/sock"
+    if [[ $(id -u) -eq 0 ]]; then
+        id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql postgres
+        chown -R postgres "$base"
+        as=(runuser -u postgres --)
+    fi
+    CONTRAIL_PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "${as[@]}" "$bindir/initdb" -A trust -U postgres -E UTF8 --locale=C -D "$base/data" >/dev/null
+    "${as[@]}" "$bindir/pg_ctl" -w -t 60 -l "$base/server.log" -D "$base/data" \
+        -o "-p $CONTRAIL_PG_PORT -c listen_addresses=127.0.0.1 -k $base/sock" start >/dev/null
+    CONTRAIL_PG_STOP="${as[*]} $bindir/pg_ctl -D $base/data -m fast stop >/dev/null 2>&1; rm -rf $base"
+    # shellcheck disable=SC2064
+    trap "$CONTRAIL_PG_STOP" EXIT
+    CONTRAIL_PSQL="$bindir/psql"
+    export CONTRAIL_PG_PORT CONTRAIL_PSQL
+}
