@@ -54,6 +54,11 @@ pub struct InspectArgs {
     #[arg(long)]
     pub exact: bool,
 
+    /// Treat the database as this Airflow version instead of detecting it (for alembic
+    /// revisions contrail does not know, e.g. 2.6.1); differences are reported as drift.
+    #[arg(long, value_name = "VERSION")]
+    pub assume_version: Option<String>,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,

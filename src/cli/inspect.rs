@@ -12,7 +12,9 @@ use crate::source::inspect::{InspectOptions, Inspection, inspect};
 
 pub(super) async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let url = database_url(args.db.as_deref())?;
-    let mut options = InspectOptions::default().with_schema(args.schema);
+    let mut options = InspectOptions::default()
+        .with_schema(args.schema)
+        .with_assumed_version(args.assume_version);
     if args.exact {
         options = options.with_exact_count_limit(i64::MAX);
     }
@@ -29,12 +31,17 @@ pub(super) async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
 
 fn render(report: &Inspection) -> String {
     let mut out = format!(
-        "Database:  {}\nPostgreSQL {}\nAirflow schema {} ({}), alembic revision {}\n\n",
+        "Database:  {}\nPostgreSQL {}\nAirflow schema {} ({}), alembic revision {}{}\n\n",
         report.database,
         report.server_version,
         report.airflow_version,
         report.airflow_releases,
-        report.alembic_revisions.join(", ")
+        report.alembic_revisions.join(", "),
+        if report.version_assumed {
+            " (version assumed, not detected)"
+        } else {
+            ""
+        }
     );
     let mut tables = Table::new();
     tables.load_style(UTF8_BORDERS_ONLY);

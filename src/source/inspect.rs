@@ -36,6 +36,7 @@ const IN_FLIGHT_RUN_STATES: &[&str] = &["running", "queued"];
 pub struct InspectOptions {
     schema: String,
     exact_count_limit: i64,
+    assume_version: Option<String>,
 }
 
 impl Default for InspectOptions {
@@ -43,6 +44,7 @@ impl Default for InspectOptions {
         Self {
             schema: DEFAULT_SCHEMA.to_owned(),
             exact_count_limit: DEFAULT_EXACT_COUNT_LIMIT,
+            assume_version: None,
         }
     }
 }
@@ -60,6 +62,13 @@ impl InspectOptions {
         self.exact_count_limit = limit;
         self
     }
+
+    /// Treat the database as this Airflow version (`2.6.1`, `2.10`) instead of detecting it
+    /// from `alembic_version`; for revisions the catalog does not know. Default: detect.
+    pub fn with_assumed_version(mut self, version: Option<String>) -> Self {
+        self.assume_version = version;
+        self
+    }
 }
 
 /// What `inspect` found.
@@ -75,6 +84,8 @@ pub struct Inspection {
     pub airflow_releases: String,
     /// Revisions in `alembic_version`.
     pub alembic_revisions: Vec<String>,
+    /// Whether the version was given by the user rather than detected.
+    pub version_assumed: bool,
     /// One entry per catalog table present at that version.
     pub tables: Vec<TableReport>,
     /// Where the database differs from the catalog's description of its version.
@@ -138,7 +149,13 @@ pub async fn inspect(url: &DatabaseUrl, options: &InspectOptions) -> Result<Insp
     let client = connect(url).await?;
     let database = url.to_string();
     let revisions = detect::read_revisions(&client, &options.schema, &database).await?;
-    let version = detect::version_for_revisions(catalog, &revisions)?;
+    let version = match &options.assume_version {
+        Some(name) => catalog.version(name).ok_or_else(|| Error::UnknownVersion {
+            given: name.clone(),
+            known: catalog.known_versions(),
+        })?,
+        None => detect::version_for_revisions(catalog, &revisions)?,
+    };
     let live = detect::introspect(&client, &options.schema).await?;
     let server_version: String = client
         .query_one("SHOW server_version", &[])
@@ -174,6 +191,7 @@ pub async fn inspect(url: &DatabaseUrl, options: &InspectOptions) -> Result<Insp
         airflow_version: version.id.clone(),
         airflow_releases: version.releases.clone(),
         alembic_revisions: revisions,
+        version_assumed: options.assume_version.is_some(),
         tables,
         drift,
         warnings,
