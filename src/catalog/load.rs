@@ -383,3 +383,158 @@ impl Ctx<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VERSIONS: &str = r#"
+canonical_version = 1
+[[version]]
+id = "1.0"
+releases = "1.0"
+heads = ["aaa"]
+[[version]]
+id = "2.0"
+releases = "2.0"
+heads = ["bbb"]
+"#;
+
+    const TABLE: &str = r#"
+name = "thing"
+description = "A thing."
+exists = { "1.0" = true }
+time = { "1.0" = ["made"] }
+[columns]
+id = { "1.0" = "serial" }
+made = { "1.0" = "timestamptz", "2.0" = "timestamptz not null" }
+old = { "1.0" = "text", "2.0" = "-" }
+new_name = { "2.0" = "text" }
+[keys]
+primary = { "1.0" = ["id"] }
+[canonical]
+natural_key = ["id"]
+sort = ["id"]
+partition = ["made"]
+[canonical.columns]
+id = { type = "int32", nullable = false }
+made = { type = "timestamp" }
+new_name = { type = "utf8", from = { "1.0" = "old", "2.0" = "new_name" } }
+"#;
+
+    fn load_with(table: &str) -> Result<Catalog> {
+        load(&[("versions.toml", VERSIONS), ("tables/thing.toml", table)])
+    }
+
+    fn error_of(table: &str) -> String {
+        load_with(table)
+            .expect_err("the catalog should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn timelines_resolve_per_version() {
+        let catalog = load_with(TABLE).unwrap();
+        let v1 = &catalog.versions()[0];
+        let v2 = &catalog.versions()[1];
+        let t1 = catalog.schema(v1).table("thing").unwrap();
+        let t2 = catalog.schema(v2).table("thing").unwrap();
+        assert!(t1.column("old").is_some() && t1.column("new_name").is_none());
+        assert!(t2.column("old").is_none() && t2.column("new_name").is_some());
+        assert!(t1.column("made").unwrap().nullable);
+        assert!(!t2.column("made").unwrap().nullable);
+        assert!(t1.column("id").unwrap().serial);
+        let canonical = &catalog.canonical()[0];
+        let renamed = canonical.column("new_name").unwrap();
+        assert_eq!(
+            canonical.source_of(renamed, v1, t1),
+            Source::Column("old".into())
+        );
+        assert_eq!(
+            canonical.source_of(renamed, v2, t2),
+            Source::Column("new_name".into())
+        );
+    }
+
+    #[test]
+    fn unknown_version_is_named() {
+        let err = error_of(&TABLE.replace(
+            r#"new_name = { "2.0" = "text" }"#,
+            r#"new_name = { "2.5" = "text" }"#,
+        ));
+        assert!(
+            err.contains("tables/thing.toml") && err.contains("unknown version \"2.5\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn versions_out_of_order_are_refused() {
+        let err = error_of(&TABLE.replace(
+            r#"made = { "1.0" = "timestamptz", "2.0" = "timestamptz not null" }"#,
+            r#"made = { "2.0" = "timestamptz not null", "1.0" = "timestamptz" }"#,
+        ));
+        assert!(err.contains("oldest first"), "{err}");
+    }
+
+    #[test]
+    fn a_column_that_reaches_no_canonical_column_is_refused() {
+        let err = error_of(&TABLE.replace(
+            r#"new_name = { type = "utf8", from = { "1.0" = "old", "2.0" = "new_name" } }"#,
+            r#"new_name = { type = "utf8" }"#,
+        ));
+        assert!(
+            err.contains("column old at 1.0 reaches no canonical column"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_source_column_that_does_not_exist_is_refused() {
+        let err = error_of(&TABLE.replace(
+            r#"from = { "1.0" = "old", "2.0" = "new_name" }"#,
+            r#"from = { "1.0" = "old" }"#,
+        ));
+        assert!(
+            err.contains("reads old, which does not exist at 2.0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_types_and_rules_are_refused() {
+        assert!(
+            error_of(&TABLE.replace(
+                r#""1.0" = "text", "2.0" = "-""#,
+                r#""1.0" = "txt", "2.0" = "-""#
+            ))
+            .contains("unknown column type")
+        );
+        assert!(
+            error_of(&TABLE.replace(r#"type = "timestamp""#, r#"type = "datetime""#))
+                .contains("unknown type")
+        );
+        let err = error_of(&TABLE.replace(r#""1.0" = "old""#, r#""1.0" = "rule:unpickle(old)""#));
+        assert!(err.contains("unknown rule unpickle"), "{err}");
+    }
+
+    #[test]
+    fn keys_must_name_existing_columns() {
+        let err = error_of(&TABLE.replace(
+            r#"primary = { "1.0" = ["id"] }"#,
+            r#"primary = { "1.0" = ["id"], "2.0" = ["old"] }"#,
+        ));
+        assert!(err.contains("old does not exist at 2.0"), "{err}");
+    }
+
+    #[test]
+    fn file_name_must_match_the_table() {
+        let err = load(&[("versions.toml", VERSIONS), ("tables/other.toml", TABLE)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rename the file to tables/thing.toml"),
+            "{err}"
+        );
+    }
+}

@@ -182,3 +182,52 @@ impl Catalog {
             .join(", ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_loads_and_names_versions() {
+        let catalog = Catalog::builtin().unwrap();
+        assert_eq!(
+            catalog.versions().first().map(|v| v.id.as_str()),
+            Some("1.10.12")
+        );
+        let find = |name: &str| catalog.version(name).map(|v| v.id.as_str());
+        assert_eq!(find("2.11"), Some("2.10"));
+        assert_eq!(find("2.11.0"), Some("2.10"));
+        assert_eq!(find("2.10.5"), Some("2.10"));
+        assert_eq!(find("v3.0.6"), Some("3.0"));
+        assert_eq!(find("2.7.3"), Some("2.7.2"));
+        assert_eq!(find("2.3.4"), None);
+        assert_eq!(
+            catalog
+                .version_for_revision("5f2621c13b39")
+                .map(|v| v.id.as_str()),
+            Some("2.10")
+        );
+        assert_eq!(catalog.version_for_revision("ffffffffffff"), None);
+    }
+
+    #[test]
+    fn every_version_has_dag_run_and_an_acyclic_load_order() {
+        let catalog = Catalog::builtin().unwrap();
+        for version in catalog.versions() {
+            let schema = catalog.schema(version);
+            assert!(schema.table("dag_run").is_some(), "{version}");
+            let order = schema.load_order();
+            assert_eq!(order.len(), schema.tables().len());
+            for (position, name) in order.iter().enumerate() {
+                let table = schema.table(name).unwrap();
+                for referenced in table.references().filter(|r| schema.table(r).is_some()) {
+                    let before = order.iter().position(|n| n == &referenced).unwrap();
+                    assert!(
+                        before < position,
+                        "{version}: {name} loads before {referenced}"
+                    );
+                }
+            }
+        }
+    }
+}
