@@ -176,8 +176,9 @@ pub const RULES: &[Rule] = &[
     Rule {
         name: "dag_run",
         args: RuleArgs::DagRun,
-        doc: "a column of the row's dag_run, joined on (dag_id, execution_date), (dag_id, run_id) \
-              or dag_run_id, whichever the source version has; NULL and flagged when none matches",
+        doc: "a column of the row's dag_run, joined on (dag_id, execution_date), (dag_id, run_id), \
+              dag_run_id, or through task_instance by ti_id (Airflow 3 reschedules and notes), \
+              whichever the source version has; NULL and flagged when none matches",
     },
     Rule {
         name: "task_instance",
