@@ -85,6 +85,25 @@ pub enum Error {
         source: tokio_postgres::Error,
     },
 
+    /// A table cannot be read as its canonical form.
+    #[error("cannot plan the export of {table}: {message}")]
+    Plan {
+        /// The table.
+        table: String,
+        /// Why.
+        message: String,
+    },
+
+    /// A value read from the database could not be decoded.
+    #[error("decoding {table}: {source}")]
+    Decode {
+        /// The table.
+        table: String,
+        /// What was wrong (never the value itself).
+        #[source]
+        source: crate::source::decode::DecodeError,
+    },
+
     /// A local file could not be read or written.
     #[error("{path}: {source}")]
     Io {

@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod dataset;
 pub mod error;
 pub mod source;
 

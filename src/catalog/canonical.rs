@@ -2,9 +2,17 @@
 //! Airflow, holding the union of what every version can say. This is the Parquet contract with
 //! analysts and with `contrail import`.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
 use crate::catalog::{SchemaVersion, TableSchema, Timeline};
+
+/// Field metadata key naming a canonical column's logical type (`json`, `uuid`) in Arrow
+/// schemas and Parquet files, where both are plain UTF-8 strings.
+pub const LOGICAL_TYPE_KEY: &str = "contrail.type";
 
 /// The type of a canonical column, as analysts' engines will see it in Parquet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,6 +57,23 @@ impl CanonicalType {
     /// Parses a name used in `schemas/`.
     pub fn parse(name: &str) -> Option<CanonicalType> {
         Self::ALL.iter().find(|(_, n)| *n == name).map(|(t, _)| *t)
+    }
+
+    /// The Arrow type of a column of this type: strings are `Utf8` (never `LargeUtf8`),
+    /// timestamps microseconds in UTC, integers signed.
+    pub fn arrow_type(self) -> DataType {
+        match self {
+            CanonicalType::Int16 => DataType::Int16,
+            CanonicalType::Int32 => DataType::Int32,
+            CanonicalType::Int64 => DataType::Int64,
+            CanonicalType::Float64 => DataType::Float64,
+            CanonicalType::Bool => DataType::Boolean,
+            CanonicalType::Utf8 | CanonicalType::Json | CanonicalType::Uuid => DataType::Utf8,
+            CanonicalType::Binary => DataType::Binary,
+            CanonicalType::Timestamp => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            }
+        }
     }
 
     /// The name used in `schemas/`.
@@ -261,6 +286,31 @@ impl CanonicalTable {
     /// The column named `name`, if any.
     pub fn column(&self, name: &str) -> Option<&CanonicalColumn> {
         self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The Arrow schema of this table's files. JSON and UUID columns carry their logical type
+    /// in field metadata under [`LOGICAL_TYPE_KEY`].
+    pub fn arrow_schema(&self) -> Arc<Schema> {
+        let fields: Vec<Field> = self
+            .columns
+            .iter()
+            .map(CanonicalColumn::arrow_field)
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+}
+
+impl CanonicalColumn {
+    /// This column as an Arrow field.
+    pub fn arrow_field(&self) -> Field {
+        let field = Field::new(&self.name, self.ty.arrow_type(), self.nullable);
+        match self.ty {
+            CanonicalType::Json | CanonicalType::Uuid => field.with_metadata(HashMap::from([(
+                LOGICAL_TYPE_KEY.to_owned(),
+                self.ty.name().to_owned(),
+            )])),
+            _ => field,
+        }
     }
 }
 

@@ -15,9 +15,10 @@ mod timeline;
 use std::sync::OnceLock;
 
 pub use canonical::{
-    CanonicalColumn, CanonicalTable, CanonicalType, RULES, Rule, RuleArgs, Source, rule,
+    CanonicalColumn, CanonicalTable, CanonicalType, LOGICAL_TYPE_KEY, RULES, Rule, RuleArgs,
+    Source, rule,
 };
-pub use pgtype::PgType;
+pub use pgtype::{PgType, WireType};
 pub use table::{Column, ForeignKey, TableSchema};
 pub use timeline::Timeline;
 

@@ -70,6 +70,54 @@ impl PgType {
     }
 }
 
+/// How PostgreSQL sends a value of a type in binary COPY; what a decoder reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WireType {
+    /// 2-byte big-endian integer.
+    Int2,
+    /// 4-byte big-endian integer.
+    Int4,
+    /// 8-byte big-endian integer.
+    Int8,
+    /// 4-byte IEEE float.
+    Float4,
+    /// 8-byte IEEE float.
+    Float8,
+    /// One byte, 0 or 1.
+    Bool,
+    /// UTF-8 text: text, varchar, json.
+    Text,
+    /// A version byte (1) followed by JSON text.
+    Jsonb,
+    /// Raw bytes.
+    Bytea,
+    /// 8-byte microseconds since 2000-01-01 (with or without time zone: Airflow's are UTC).
+    Timestamp,
+    /// 16 bytes.
+    Uuid,
+}
+
+impl PgType {
+    /// The binary wire format of this type, or `None` for types contrail cannot read in binary
+    /// (the source query casts those to text).
+    pub fn wire(&self) -> Option<WireType> {
+        Some(match self {
+            PgType::SmallInt => WireType::Int2,
+            PgType::Integer => WireType::Int4,
+            PgType::BigInt => WireType::Int8,
+            PgType::Real => WireType::Float4,
+            PgType::Double => WireType::Float8,
+            PgType::Boolean => WireType::Bool,
+            PgType::Text | PgType::Varchar(_) | PgType::Json => WireType::Text,
+            PgType::Jsonb => WireType::Jsonb,
+            PgType::Bytea => WireType::Bytea,
+            PgType::Timestamptz | PgType::Timestamp => WireType::Timestamp,
+            PgType::Uuid => WireType::Uuid,
+            PgType::Date | PgType::Other(_) => return None,
+        })
+    }
+}
+
 impl fmt::Display for PgType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

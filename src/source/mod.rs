@@ -4,6 +4,8 @@
 //! object stores or the command line.
 
 mod connect;
+pub mod decode;
 pub mod inspect;
+pub mod query;
 
 pub use connect::{DATABASE_URL_VARIABLES, DatabaseUrl, connect};

@@ -1,0 +1,430 @@
+//! The query that reads one Airflow table at one schema version as canonical columns.
+//!
+//! Renames, constants, joins to `dag_run` / `task_instance` / `log_template` and the value rules
+//! that SQL expresses exactly (`coalesce`, run-type derivation, try-number shift) are evaluated
+//! by PostgreSQL inside the `COPY (SELECT …)`, so rows stream out already canonical. Only what
+//! SQL cannot do safely (decoding pickles) is left for [`crate::remap`], as raw bytes columns.
+//! Column types come from the live database, not the catalog, so drifted databases read right.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema};
+
+use crate::catalog::detect::{LiveSchema, LiveTable, quote_ident};
+use crate::catalog::{
+    CanonicalTable, CanonicalType, PgType, SchemaVersion, Source, TableSchema, WireType,
+};
+use crate::error::{Error, Result};
+use crate::source::decode;
+
+/// Alias of the table being read.
+const T: &str = "t";
+
+/// How a canonical payload column is produced from raw bytes after decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadKind {
+    /// `json_from_pickle`: a pickle decoded to JSON.
+    PickleJson,
+    /// `json_from_bytes`: XCom bytes (JSON text or pickle) decoded to JSON.
+    XcomJson,
+    /// `undecoded_bytes`: the raw bytes when the JSON column could not be decoded.
+    Undecoded,
+}
+
+/// Where one canonical output column comes from in the decoded batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// The decoded column at this index, as is.
+    Column(usize),
+    /// Derived from the raw bytes column at this index.
+    Payload {
+        /// Index of the raw bytes column in the decoded batch.
+        raw: usize,
+        /// What to derive.
+        kind: PayloadKind,
+    },
+}
+
+/// The complete recipe for reading one table.
+#[derive(Debug, Clone)]
+pub struct ReadPlan {
+    /// Table name (Airflow's and canonical).
+    pub table: String,
+    /// `SELECT` list expressions, one per decoded column.
+    pub select: Vec<String>,
+    /// `FROM` clause with joins; the table being read is aliased `t`.
+    pub from: String,
+    /// What the decoder builds, one field per select expression.
+    pub decode_schema: Arc<Schema>,
+    /// Wire types of the select expressions.
+    pub wires: Vec<WireType>,
+    /// One entry per canonical column, in canonical order.
+    pub outputs: Vec<Output>,
+    /// The canonical schema of the table's files.
+    pub output_schema: Arc<Schema>,
+    /// Index of a boolean column that is true for rows whose `dag_run` join found nothing,
+    /// when the plan joins `dag_run` on behalf of the row.
+    pub orphan_flag: Option<usize>,
+    /// Catalog columns absent from the live table (read as NULL).
+    pub missing_columns: Vec<String>,
+}
+
+impl ReadPlan {
+    /// The `COPY … TO STDOUT (FORMAT binary)` statement, restricted by `predicate` on `t`.
+    pub fn copy_statement(&self, predicate: Option<&str>) -> String {
+        let filter = predicate.map(|p| format!(" WHERE {p}")).unwrap_or_default();
+        format!(
+            "COPY (SELECT {} FROM {}{filter}) TO STDOUT (FORMAT binary)",
+            self.select.join(", "),
+            self.from
+        )
+    }
+
+    /// A plain `SELECT` of the same rows (for counting and tests).
+    pub fn select_statement(&self, predicate: Option<&str>) -> String {
+        let filter = predicate.map(|p| format!(" WHERE {p}")).unwrap_or_default();
+        format!(
+            "SELECT {} FROM {}{filter}",
+            self.select.join(", "),
+            self.from
+        )
+    }
+}
+
+/// Builds the plan to read `canonical` from its Airflow table at `version`.
+///
+/// # Errors
+/// [`Error::Plan`] when the live database lacks the table, or a value cannot be expressed.
+pub fn plan(
+    canonical: &CanonicalTable,
+    version: &SchemaVersion,
+    table: &TableSchema,
+    live: &LiveSchema,
+    schema: &str,
+) -> Result<ReadPlan> {
+    let plan_error = |message: String| Error::Plan {
+        table: canonical.name.clone(),
+        message,
+    };
+    let live_table = live
+        .tables
+        .get(&table.name)
+        .ok_or_else(|| plan_error(format!("the database has no table {}", table.name)))?;
+    let mut builder = PlanBuilder {
+        schema,
+        live,
+        table: live_table,
+        select: Vec::new(),
+        fields: Vec::new(),
+        wires: Vec::new(),
+        joins: Joins::default(),
+        missing: Vec::new(),
+    };
+    let mut outputs = Vec::new();
+    for column in &canonical.columns {
+        let source = canonical.source_of(column, version, table);
+        let output = match source {
+            Source::Rule { name, args } if is_payload(&name) => {
+                let raw = args
+                    .first()
+                    .ok_or_else(|| plan_error(format!("rule {name} needs a column")))?;
+                let index = builder.raw_column(raw)?;
+                let kind = match name.as_str() {
+                    "json_from_pickle" => PayloadKind::PickleJson,
+                    "json_from_bytes" => PayloadKind::XcomJson,
+                    _ => PayloadKind::Undecoded,
+                };
+                index.map_or_else(
+                    || Output::Column(builder.push_null(&column.name, column.ty)),
+                    |raw| Output::Payload { raw, kind },
+                )
+            }
+            source => {
+                let expr = builder.expression(&source, column.ty).map_err(plan_error)?;
+                Output::Column(builder.push_expr(&column.name, column.ty, expr))
+            }
+        };
+        outputs.push(output);
+    }
+    let orphan_flag = builder.joins.dag_run.then(|| {
+        let index = builder.select.len();
+        builder.select.push("dr.id IS NULL".to_owned());
+        builder
+            .fields
+            .push(Field::new("__orphan", DataType::Boolean, false));
+        builder.wires.push(WireType::Bool);
+        index
+    });
+    let from = builder.join_clause(&table.name).map_err(plan_error)?;
+    Ok(ReadPlan {
+        table: canonical.name.clone(),
+        select: builder.select,
+        from,
+        decode_schema: Arc::new(Schema::new(builder.fields)),
+        wires: builder.wires,
+        outputs,
+        output_schema: canonical.arrow_schema(),
+        orphan_flag,
+        missing_columns: builder.missing,
+    })
+}
+
+fn is_payload(rule: &str) -> bool {
+    matches!(
+        rule,
+        "json_from_pickle" | "json_from_bytes" | "undecoded_bytes"
+    )
+}
+
+/// Which helper tables the query joins.
+#[derive(Debug, Default)]
+struct Joins {
+    dag_run: bool,
+    task_instance: bool,
+}
+
+struct PlanBuilder<'a> {
+    schema: &'a str,
+    live: &'a LiveSchema,
+    table: &'a LiveTable,
+    select: Vec<String>,
+    fields: Vec<Field>,
+    wires: Vec<WireType>,
+    joins: Joins,
+    missing: Vec<String>,
+}
+
+impl PlanBuilder<'_> {
+    fn qualified(&self, table: &str) -> String {
+        format!("{}.{}", quote_ident(self.schema), quote_ident(table))
+    }
+
+    /// Adds `expr` producing canonical type `ty`; returns its index.
+    fn push_expr(&mut self, name: &str, ty: CanonicalType, expr: Typed) -> usize {
+        let target = ty.arrow_type();
+        let (sql, wire) = if decode::supports(expr.wire, &target) {
+            (expr.sql, expr.wire)
+        } else {
+            let cast = pg_type_for(ty);
+            let wire = cast.wire().unwrap_or(WireType::Text);
+            (format!("({})::{}", expr.sql, cast), wire)
+        };
+        self.select.push(sql);
+        self.fields.push(Field::new(name, target, true));
+        self.wires.push(wire);
+        self.select.len() - 1
+    }
+
+    fn push_null(&mut self, name: &str, ty: CanonicalType) -> usize {
+        let cast = pg_type_for(ty);
+        let wire = cast.wire().unwrap_or(WireType::Text);
+        self.push_expr(
+            name,
+            ty,
+            Typed {
+                sql: format!("NULL::{cast}"),
+                wire,
+            },
+        )
+    }
+
+    /// Selects column `name` of the table as raw bytes for payload decoding, once.
+    fn raw_column(&mut self, name: &str) -> Result<Option<usize>> {
+        let hidden = format!("__raw_{name}");
+        if let Some(index) = self.fields.iter().position(|f| f.name() == &hidden) {
+            return Ok(Some(index));
+        }
+        let Some(column) = self.table.column(name) else {
+            self.missing.push(name.to_owned());
+            return Ok(None);
+        };
+        let sql = match column.ty {
+            PgType::Bytea => format!("{T}.{}", quote_ident(name)),
+            PgType::Text | PgType::Varchar(_) | PgType::Json | PgType::Jsonb => {
+                format!("convert_to({T}.{}::text, 'UTF8')", quote_ident(name))
+            }
+            _ => format!("convert_to({T}.{}::text, 'UTF8')", quote_ident(name)),
+        };
+        self.select.push(sql);
+        self.fields.push(Field::new(hidden, DataType::Binary, true));
+        self.wires.push(WireType::Bytea);
+        Ok(Some(self.select.len() - 1))
+    }
+
+    /// A column of the table being read, or NULL when the live table lacks it.
+    fn column(&mut self, alias: &str, table: Option<&LiveTable>, name: &str) -> Typed {
+        match table.and_then(|t| t.column(name)) {
+            Some(column) => Typed {
+                sql: format!("{alias}.{}", quote_ident(name)),
+                wire: column.ty.wire().unwrap_or(WireType::Text),
+            },
+            None => {
+                self.missing.push(format!("{alias}.{name}"));
+                Typed {
+                    sql: "NULL".to_owned(),
+                    wire: WireType::Text,
+                }
+            }
+        }
+    }
+
+    fn expression(
+        &mut self,
+        source: &Source,
+        ty: CanonicalType,
+    ) -> std::result::Result<Typed, String> {
+        let table = self.table;
+        Ok(match source {
+            Source::Column(name) => self.column(T, Some(table), name),
+            Source::Null => {
+                let cast = pg_type_for(ty);
+                Typed {
+                    sql: format!("NULL::{cast}"),
+                    wire: cast.wire().unwrap_or(WireType::Text),
+                }
+            }
+            Source::Value(literal) => {
+                let cast = pg_type_for(ty);
+                Typed {
+                    sql: format!("({literal})::{cast}"),
+                    wire: cast.wire().unwrap_or(WireType::Text),
+                }
+            }
+            Source::Rule { name, args } => {
+                let arg = |b: &mut Self, i: usize| -> std::result::Result<Typed, String> {
+                    let name = args
+                        .get(i)
+                        .ok_or_else(|| format!("rule {name} lacks argument {}", i + 1))?;
+                    Ok(b.column(T, Some(table), name))
+                };
+                match name.as_str() {
+                    "coalesce" => {
+                        let parts: Vec<Typed> = (0..args.len())
+                            .map(|i| arg(self, i))
+                            .collect::<std::result::Result<_, _>>()?;
+                        let wire = parts.first().map_or(WireType::Text, |p| p.wire);
+                        let sql = parts
+                            .into_iter()
+                            .map(|p| p.sql)
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        Typed {
+                            sql: format!("coalesce({sql})"),
+                            wire,
+                        }
+                    }
+                    "run_type_from_run_id" => {
+                        // The LIKE patterns of Airflow 2.0's migration, `_` wildcards included.
+                        let run_id = arg(self, 0)?.sql;
+                        Typed {
+                            sql: format!(
+                                "CASE WHEN {run_id} LIKE 'scheduled__%' THEN 'scheduled' \
+                                 WHEN {run_id} LIKE 'backfill__%' THEN 'backfill' ELSE 'manual' END"
+                            ),
+                            wire: WireType::Text,
+                        }
+                    }
+                    "asset_run_type" => {
+                        let run_type = arg(self, 0)?.sql;
+                        Typed {
+                            sql: format!(
+                                "CASE WHEN {run_type} = 'dataset_triggered' THEN 'asset_triggered' ELSE {run_type} END"
+                            ),
+                            wire: WireType::Text,
+                        }
+                    }
+                    "try_number_2_10" => {
+                        let try_number = arg(self, 0)?.sql;
+                        let state = arg(self, 1)?.sql;
+                        Typed {
+                            sql: format!(
+                                "CASE WHEN {state} IN ('scheduled', 'queued', 'deferred', 'up_for_reschedule') \
+                                 THEN {try_number} + 1 ELSE {try_number} END"
+                            ),
+                            wire: WireType::Int4,
+                        }
+                    }
+                    "log_template_filename" => {
+                        let id = arg(self, 0)?.sql;
+                        if !self.live.tables.contains_key("log_template") {
+                            return Err(
+                                "rule log_template_filename needs table log_template".to_owned()
+                            );
+                        }
+                        let log_template = self.qualified("log_template");
+                        Typed {
+                            sql: format!(
+                                "(SELECT lt.filename FROM {log_template} lt WHERE lt.id = {id})"
+                            ),
+                            wire: WireType::Text,
+                        }
+                    }
+                    "dag_run" => {
+                        self.joins.dag_run = true;
+                        let dag_run = self.live.tables.get("dag_run");
+                        let name = args.first().ok_or("rule dag_run needs a column")?;
+                        self.column("dr", dag_run, name)
+                    }
+                    "task_instance" => {
+                        self.joins.task_instance = true;
+                        let ti = self.live.tables.get("task_instance");
+                        let name = args.first().ok_or("rule task_instance needs a column")?;
+                        self.column("ti", ti, name)
+                    }
+                    other => return Err(format!("rule {other} cannot be evaluated when reading")),
+                }
+            }
+        })
+    }
+
+    fn join_clause(&mut self, table: &str) -> std::result::Result<String, String> {
+        let mut from = format!("{} {T}", self.qualified(table));
+        let has = |name: &str| self.table.column(name).is_some();
+        let needs_ti =
+            self.joins.task_instance || (self.joins.dag_run && has("ti_id") && !has("dag_id"));
+        if needs_ti {
+            from.push_str(&format!(
+                " LEFT JOIN {} ti ON ti.id = {T}.ti_id",
+                self.qualified("task_instance")
+            ));
+        }
+        if self.joins.dag_run {
+            let dag_run = self.qualified("dag_run");
+            let on = if has("dag_run_id") {
+                format!("dr.id = {T}.dag_run_id")
+            } else if has("dag_id") && has("run_id") {
+                format!("dr.dag_id = {T}.dag_id AND dr.run_id = {T}.run_id")
+            } else if has("dag_id") && has("execution_date") {
+                format!("dr.dag_id = {T}.dag_id AND dr.execution_date = {T}.execution_date")
+            } else if needs_ti {
+                "dr.dag_id = ti.dag_id AND dr.run_id = ti.run_id".to_owned()
+            } else {
+                return Err(format!("no way to join {table} to dag_run"));
+            };
+            from.push_str(&format!(" LEFT JOIN {dag_run} dr ON {on}"));
+        }
+        Ok(from)
+    }
+}
+
+/// An SQL expression and the wire type PostgreSQL will send it in.
+struct Typed {
+    sql: String,
+    wire: WireType,
+}
+
+/// The PostgreSQL type a canonical type is cast to when the source type cannot be decoded
+/// into it directly.
+fn pg_type_for(ty: CanonicalType) -> PgType {
+    match ty {
+        CanonicalType::Int16 => PgType::SmallInt,
+        CanonicalType::Int32 => PgType::Integer,
+        CanonicalType::Int64 => PgType::BigInt,
+        CanonicalType::Float64 => PgType::Double,
+        CanonicalType::Bool => PgType::Boolean,
+        CanonicalType::Utf8 | CanonicalType::Json => PgType::Text,
+        CanonicalType::Uuid => PgType::Uuid,
+        CanonicalType::Binary => PgType::Bytea,
+        CanonicalType::Timestamp => PgType::Timestamptz,
+    }
+}
