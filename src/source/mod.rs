@@ -7,5 +7,8 @@ mod connect;
 pub mod decode;
 pub mod inspect;
 pub mod query;
+pub mod ranges;
+pub mod read;
+pub mod snapshot;
 
 pub use connect::{DATABASE_URL_VARIABLES, DatabaseUrl, connect};

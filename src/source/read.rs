@@ -1,0 +1,97 @@
+//! Streaming a table out: `COPY … TO STDOUT (FORMAT binary)` chunks go over a bounded channel to
+//! a blocking thread that frames and decodes them into Arrow batches. The channel bounds memory:
+//! when decoding falls behind, the reader stops pulling from the server.
+
+use arrow::array::RecordBatch;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+
+use crate::error::{Error, Result};
+use crate::source::decode::BatchDecoder;
+use crate::source::decode::copy::CopyFramer;
+use crate::source::query::ReadPlan;
+
+/// Rows per decoded batch.
+pub const DEFAULT_BATCH_ROWS: usize = 64 * 1024;
+
+/// COPY chunks buffered between the network and the decoder (PostgreSQL sends one per row, so
+/// this is rows, not megabytes; they are coalesced before the channel).
+pub const DEFAULT_CHUNKS_IN_FLIGHT: usize = 64;
+
+/// Bytes gathered from the server before a chunk is handed to the decoder.
+const COALESCE_BYTES: usize = 256 * 1024;
+
+/// Runs `statement` (a `COPY … TO STDOUT`) and sends its bytes to `chunks`, coalesced into
+/// pieces of about 256 KiB. Returns the bytes received. Stops early, without error, when the
+/// receiver is gone (the decoder failed and reports why).
+///
+/// # Errors
+/// [`Error::Query`] naming `table` when the server fails or the connection drops.
+pub async fn copy_out(
+    client: &Client,
+    table: &str,
+    statement: &str,
+    chunks: mpsc::Sender<Bytes>,
+) -> Result<u64> {
+    let stream = client
+        .copy_out(statement)
+        .await
+        .map_err(Error::query(table))?;
+    futures_util::pin_mut!(stream);
+    let mut total = 0u64;
+    let mut pending = bytes::BytesMut::with_capacity(COALESCE_BYTES * 2);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(Error::query(table))?;
+        total += chunk.len() as u64;
+        pending.extend_from_slice(&chunk);
+        if pending.len() >= COALESCE_BYTES && chunks.send(pending.split().freeze()).await.is_err() {
+            return Ok(total);
+        }
+    }
+    if !pending.is_empty() {
+        let _ = chunks.send(pending.freeze()).await;
+    }
+    Ok(total)
+}
+
+/// Decodes COPY chunks from `chunks` into batches of about `batch_rows` rows and hands each to
+/// `on_batch`. Blocking: run it on a blocking thread. Returns the rows decoded.
+///
+/// # Errors
+/// [`Error::Decode`] naming the table and column; whatever `on_batch` returns.
+pub fn decode_chunks(
+    plan: &ReadPlan,
+    mut chunks: mpsc::Receiver<Bytes>,
+    batch_rows: usize,
+    mut on_batch: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<u64> {
+    let decode_error = |source| Error::Decode {
+        table: plan.table.clone(),
+        source,
+    };
+    let mut decoder = BatchDecoder::try_new(plan.decode_schema.clone(), &plan.wires, batch_rows)
+        .map_err(decode_error)?;
+    let mut framer = CopyFramer::new();
+    let width = decoder.width();
+    let mut rows = 0u64;
+    while let Some(chunk) = chunks.blocking_recv() {
+        framer.push(&chunk);
+        rows += framer
+            .drain(width, |fields| decoder.append(fields))
+            .map_err(decode_error)? as u64;
+        if decoder.rows() >= batch_rows {
+            on_batch(decoder.finish().map_err(decode_error)?)?;
+        }
+    }
+    if !framer.is_finished() {
+        return Err(decode_error(crate::source::decode::DecodeError::new(
+            "the COPY stream ended before its trailer (connection lost?)",
+        )));
+    }
+    if decoder.rows() > 0 {
+        on_batch(decoder.finish().map_err(decode_error)?)?;
+    }
+    Ok(rows)
+}
