@@ -5,4 +5,5 @@
 
 mod catalog;
 mod inspect;
+mod source;
 mod util;
