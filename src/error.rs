@@ -1,8 +1,8 @@
 //! The crate's error type.
 //!
-//! Every variant names the thing that failed (a schema file, a table, a revision, a database) and
-//! its message ends with what the user can do about it. `anyhow` is used only in `main.rs` and
-//! `cli`, which print the chain.
+//! Every variant names the thing that failed (a schema file, a table, a revision, a database, an
+//! object) and its message ends with what the user can do about it. `anyhow` is used only in
+//! `main.rs` and `cli`, which print the chain.
 
 use std::path::PathBuf;
 
@@ -104,6 +104,32 @@ pub enum Error {
         source: crate::source::decode::DecodeError,
     },
 
+    /// An object store location or option is unusable: an unknown URL scheme, an invalid key,
+    /// an option out of range, no AWS region.
+    #[error("{location}: {message}")]
+    StoreConfig {
+        /// The store URL or object key concerned.
+        location: String,
+        /// What is wrong and what to do about it.
+        message: String,
+    },
+
+    /// An object store operation failed.
+    #[error("{operation} {object}: {message}")]
+    Store {
+        /// What kind of failure, for callers that branch on it.
+        kind: StoreErrorKind,
+        /// The operation, e.g. `put`, `get`, `list`.
+        operation: &'static str,
+        /// The object (or prefix, or store root) as a full location: `s3://bucket/key` or a path.
+        object: String,
+        /// The cause, rendered in full, and what the user can do about it.
+        message: String,
+        /// The underlying I/O or SDK error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
+
     /// A local file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -115,7 +141,37 @@ pub enum Error {
     },
 }
 
+/// The kinds of object store failure that callers branch on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The object does not exist.
+    NotFound,
+    /// A create-only write found the object already there.
+    AlreadyExists,
+    /// Anything else: permissions, network, a missing bucket, a full disk.
+    Other,
+}
+
 impl Error {
+    /// The store failure kind, if this is an [`Error::Store`].
+    pub fn store_kind(&self) -> Option<StoreErrorKind> {
+        match self {
+            Error::Store { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a store error of kind [`StoreErrorKind::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        self.store_kind() == Some(StoreErrorKind::NotFound)
+    }
+
+    /// Whether this is a store error of kind [`StoreErrorKind::AlreadyExists`].
+    pub fn is_already_exists(&self) -> bool {
+        self.store_kind() == Some(StoreErrorKind::AlreadyExists)
+    }
+
     /// Builds an [`Error::Catalog`].
     pub(crate) fn catalog(file: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Catalog {

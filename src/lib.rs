@@ -3,12 +3,14 @@
 //! analyst can use it.
 //!
 //! The pipeline stages are modules: [`catalog`] (what each Airflow version's schema is),
-//! [`source`] (reading PostgreSQL), and [`cli`] (the command line).
+//! [`source`] (reading PostgreSQL), [`store`] (local directories and S3), and [`cli`] (the
+//! command line).
 
 pub mod catalog;
 pub mod cli;
 pub mod dataset;
 pub mod error;
 pub mod source;
+pub mod store;
 
 pub use error::{Error, Result};

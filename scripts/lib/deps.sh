@@ -50,3 +50,27 @@ contrail_pg_start() {
     CONTRAIL_PSQL="$bindir/psql"
     export CONTRAIL_PG_PORT CONTRAIL_PSQL
 }
+
+# Pinned moto release used as the local S3 and CloudWatch Logs emulator in tests.
+CONTRAIL_MOTO_VERSION=${CONTRAIL_MOTO_VERSION:-5.2.5}
+
+# Prints the path of `moto_server`, creating or reusing a virtualenv at
+# ${CONTRAIL_CACHE:-$HOME/.cache/contrail}/venv-moto and installing moto (S3, CloudWatch Logs,
+# KMS; not the full `server` extra, which pulls in cfn-lint, docker, sympy…) when it is missing
+# or at another version.
+contrail_moto_server() {
+    local venv=${CONTRAIL_CACHE:-$HOME/.cache/contrail}/venv-moto
+    if [[ -x $venv/bin/moto_server ]] &&
+        [[ $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null) == "$CONTRAIL_MOTO_VERSION" ]]; then
+        echo "$venv/bin/moto_server"
+        return 0
+    fi
+    echo "contrail: installing moto $CONTRAIL_MOTO_VERSION into $venv" >&2
+    if ! python3 -m venv "$venv" >&2; then
+        echo "contrail: python3 -m venv failed; install python3-venv (apt-get install python3-venv)" >&2
+        return 1
+    fi
+    "$venv/bin/pip" install -q --disable-pip-version-check \
+        "moto[s3,logs,kms]==$CONTRAIL_MOTO_VERSION" flask flask-cors >&2 || return 1
+    echo "$venv/bin/moto_server"
+}
