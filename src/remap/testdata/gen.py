@@ -116,7 +116,9 @@ CASES = [
     ("empty_str", ""),
     ("ints", [0, 1, -1, 255, 256, 65535, 65536, 2 ** 31 - 1, -2 ** 31, 2 ** 31, 2 ** 63 - 1,
               -2 ** 63, 2 ** 64 - 1]),
-    ("big_ints", [2 ** 64, -2 ** 63 - 1, 2 ** 100, -(2 ** 100), 10 ** 40]),
+    ("big_ints", [2 ** 64, -2 ** 63 - 1, 2 ** 100, -(2 ** 100), 10 ** 40, -(10 ** 40), 2 ** 127,
+                  -(2 ** 127), 2 ** 128]),
+    ("huge_int", 10 ** 4400),
     ("floats", [0.0, -0.0, 1.0, 1.5, 0.1, 1e16, 1e15, 1e-4, 1e-5, 1.5e-7, 123456789.125,
                 1.7976931348623157e308, 5e-324, 2.5e22]),
     ("nan_inf", [math.nan, math.inf, -math.inf]),
@@ -151,7 +153,7 @@ CASES = [
 # Never passed to pickle.loads here (os_system would run), expected to be refused.
 REFUSED = {"py3_bytes", "bytearray", "datetime", "date", "timedelta", "decimal", "custom_class",
            "os_system", "dict_with_datetime", "shared_bomb", "py2_datetime", "py2_custom_class",
-           "py2_old_style_class"}
+           "py2_old_style_class", "huge_int"}
 
 
 def main():
@@ -160,7 +162,7 @@ def main():
         for protocol in range(6):
             try:
                 data = pickle.dumps(value, protocol)
-            except (TypeError, pickle.PicklingError):
+            except (TypeError, ValueError, pickle.PicklingError):
                 continue
             exp = "!" if name in REFUSED else expected(data)
             rows.append((f"{name}/p{protocol}", data.hex(), exp))
@@ -185,6 +187,8 @@ def main():
             "1e+16", "1e-05", "0.1", '""', '"caf\u00e9 \u20ac \U0001f600"', '"a\\nb\\t\\"\\\\\\u0000"',
             '{"a":1}', '[1,2]', '{"owner":"airflow","retries":3,"ratio":0.5,"nested":{"x":[1,"y",null]}}',
             '{"list":[true,false,null],"s":"' + "x" * 300 + '"}',
+            '[{"k":1,"v":"x"},{"k":2,"v":"y"},{"k":3,"v":"z"}]',
+            "{" + ",".join(f'"k{i}":{i}' for i in range(1000)) + "}",
             "[" + ",".join(str(i) for i in range(1001)) + "]",
             "{" + ",".join(f'"k{i}":{i}' for i in range(1001)) + "}"]
     with open(os.path.join(HERE, "encode.tsv"), "w") as f:
