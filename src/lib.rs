@@ -3,13 +3,15 @@
 //! analyst can use it.
 //!
 //! The pipeline stages are modules: [`catalog`] (what each Airflow version's schema is),
-//! [`source`] (reading PostgreSQL), [`store`] (local directories and S3), and [`cli`] (the
+//! [`source`] (reading PostgreSQL), [`remap`] (pure value and column transforms), [`dataset`]
+//! (the files' contract), [`store`] (local directories and S3), [`export`], and [`cli`] (the
 //! command line).
 
 pub mod catalog;
 pub mod cli;
 pub mod dataset;
 pub mod error;
+pub mod remap;
 pub mod source;
 pub mod store;
 
