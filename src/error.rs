@@ -130,6 +130,13 @@ pub enum Error {
         source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
 
+    /// An export could not be completed.
+    #[error("export failed: {message}")]
+    Export {
+        /// What failed and what to do.
+        message: String,
+    },
+
     /// A local file could not be read or written.
     #[error("{path}: {source}")]
     Io {

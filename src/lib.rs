@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod cli;
 pub mod dataset;
 pub mod error;
+pub mod export;
 pub mod remap;
 pub mod source;
 pub mod store;

@@ -25,6 +25,9 @@ pub enum Command {
     /// Look at an Airflow metadata database: version, tables, sizes, time ranges, and what
     /// matters before moving it.
     Inspect(InspectArgs),
+    /// Export the history tables, as of one snapshot, to canonical Parquet in a directory or
+    /// on S3; the manifest is written last.
+    Export(ExportArgs),
 }
 
 /// Output formats for summaries.
@@ -60,6 +63,87 @@ pub struct InspectArgs {
     pub assume_version: Option<String>,
 
     /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+/// `contrail export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// PostgreSQL URL of the Airflow metadata database (default: $DATABASE_URL, then
+    /// $AIRFLOW__DATABASE__SQL_ALCHEMY_CONN).
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
+
+    /// Destination: a directory, or s3://bucket/prefix.
+    #[arg(long, value_name = "DEST")]
+    pub to: String,
+
+    /// PostgreSQL schema that holds Airflow's tables.
+    #[arg(long, default_value = crate::source::inspect::DEFAULT_SCHEMA)]
+    pub schema: String,
+
+    /// Treat the database as this Airflow version instead of detecting it.
+    #[arg(long, value_name = "VERSION")]
+    pub assume_version: Option<String>,
+
+    /// Only these tables (comma separated).
+    #[arg(long, value_delimiter = ',', value_name = "TABLE,...")]
+    pub tables: Option<Vec<String>>,
+
+    /// Not these tables (comma separated).
+    #[arg(long, value_delimiter = ',', value_name = "TABLE,...")]
+    pub exclude_tables: Vec<String>,
+
+    /// Also export `connection` (passwords and extras as stored, Fernet-encrypted or not).
+    #[arg(long)]
+    pub include_connections: bool,
+
+    /// Allow unencrypted connection secrets in a destination without server-side encryption.
+    #[arg(long)]
+    pub allow_plaintext_secrets: bool,
+
+    /// Only rows at or after this time: 2024-03-01, 2024-03-01T12:00:00Z, or an age like 14d.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// Only rows before this time (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+
+    /// Only rows older than this many days (as Airflow's `db clean` cut-off).
+    #[arg(long, value_name = "DAYS")]
+    pub max_age_days: Option<u32>,
+
+    /// Continue from where the newest export at the destination stopped.
+    #[arg(long)]
+    pub incremental: bool,
+
+    /// Parallel readers (database connections).
+    #[arg(long, short = 'j', default_value_t = crate::export::DEFAULT_JOBS)]
+    pub jobs: usize,
+
+    /// Memory for buffering rows before they are sorted and written, per job, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = crate::export::DEFAULT_MEMORY_PER_JOB / (1024 * 1024))]
+    pub memory_per_job: usize,
+
+    /// zstd compression level of Parquet files (1-22).
+    #[arg(long, default_value_t = crate::dataset::parquet::DEFAULT_ZSTD_LEVEL)]
+    pub zstd_level: i32,
+
+    /// S3 server-side encryption: aws:kms or AES256.
+    #[arg(long, value_name = "MODE")]
+    pub sse: Option<String>,
+
+    /// KMS key for --sse aws:kms (default: the bucket's AWS managed key).
+    #[arg(long, value_name = "KEY")]
+    pub kms_key_id: Option<String>,
+
+    /// Print the plan (tables, estimated rows, ranges, object keys) and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Output format of the summary.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
 }

@@ -86,7 +86,7 @@ fn render(report: &Inspection) -> String {
     out
 }
 
-fn human_bytes(bytes: i64) -> String {
+pub(super) fn human_bytes(bytes: i64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

@@ -2,7 +2,10 @@
 //! JSON rendering of what the library returns. The library never sees clap.
 
 mod args;
+mod export;
 mod inspect;
+mod progress;
+mod time;
 
 use std::process::ExitCode;
 
@@ -26,6 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_tracing(cli.verbose, cli.quiet);
     match cli.command {
         Command::Inspect(args) => inspect::run(args).await,
+        Command::Export(args) => export::run(args, cli.quiet).await,
     }
 }
 

@@ -5,12 +5,14 @@
 //! [`xcom_bytes_to_json`], column-wise [`split_payload_column`]) and back ([`json_to_pickle`],
 //! [`json_to_xcom_bytes`]). Which column gets which rule is data in `schemas/`, not code here.
 
+mod assemble;
 mod encode;
 mod error;
 mod json;
 mod payload;
 mod pickle;
 
+pub use assemble::assemble;
 pub use encode::{json_to_pickle, json_to_xcom_bytes};
 pub use error::DecodeError;
 pub use payload::{PayloadKind, split_payload, split_payload_column, xcom_bytes_to_json};

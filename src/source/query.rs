@@ -15,20 +15,19 @@ use crate::catalog::{
     CanonicalTable, CanonicalType, PgType, SchemaVersion, Source, TableSchema, WireType,
 };
 use crate::error::{Error, Result};
+use crate::remap::PayloadKind;
 use crate::source::decode;
 
 /// Alias of the table being read.
 const T: &str = "t";
 
-/// How a canonical payload column is produced from raw bytes after decoding.
+/// Which half of a decoded payload a canonical column takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PayloadKind {
-    /// `json_from_pickle`: a pickle decoded to JSON.
-    PickleJson,
-    /// `json_from_bytes`: XCom bytes (JSON text or pickle) decoded to JSON.
-    XcomJson,
-    /// `undecoded_bytes`: the raw bytes when the JSON column could not be decoded.
-    Undecoded,
+pub enum PayloadPart {
+    /// The JSON text (`json_from_pickle`, `json_from_bytes`).
+    Json,
+    /// The original bytes when they could not be decoded (`undecoded_bytes`).
+    Raw,
 }
 
 /// Where one canonical output column comes from in the decoded batch.
@@ -40,8 +39,10 @@ pub enum Output {
     Payload {
         /// Index of the raw bytes column in the decoded batch.
         raw: usize,
-        /// What to derive.
+        /// How the bytes are stored.
         kind: PayloadKind,
+        /// Which half of the decoded pair.
+        part: PayloadPart,
     },
 }
 
@@ -67,6 +68,10 @@ pub struct ReadPlan {
     pub orphan_flag: Option<usize>,
     /// Catalog columns absent from the live table (read as NULL).
     pub missing_columns: Vec<String>,
+    /// Canonical timestamp columns whose first non-NULL value gives a row's day partition.
+    pub partition_columns: Vec<String>,
+    /// Canonical columns files are sorted by.
+    pub sort_columns: Vec<String>,
 }
 
 impl ReadPlan {
@@ -166,6 +171,20 @@ pub fn plan(
         output_schema: canonical.arrow_schema(),
         orphan_flag,
         missing_columns: builder.missing,
+        partition_columns: canonical.partition.clone(),
+        sort_columns: canonical.sort.clone(),
+    })
+}
+
+/// How the JSON column decoded from `raw` reads it, for the matching `undecoded_bytes(raw)`.
+fn json_kind_of(canonical: &CanonicalTable, version: &SchemaVersion, table: &TableSchema, raw: &str) -> Option<PayloadKind> {
+    canonical.columns.iter().find_map(|column| match canonical.source_of(column, version, table) {
+        Source::Rule { name, args } if args.first().map(String::as_str) == Some(raw) => match name.as_str() {
+            "json_from_pickle" => Some(PayloadKind::Pickle),
+            "json_from_bytes" => Some(PayloadKind::XCom),
+            _ => None,
+        },
+        _ => None,
     })
 }
 

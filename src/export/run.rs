@@ -1,0 +1,350 @@
+//! The export run: detect, snapshot, plan, read every range in parallel, write the manifest.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use chrono::{DateTime, Duration, Utc};
+
+use crate::catalog::Catalog;
+use crate::catalog::detect::{self, quote_ident};
+use crate::dataset::layout;
+use crate::dataset::manifest::{FileEntry, MANIFEST_FORMAT, Manifest, SourceInfo, TableEntry, Window};
+use crate::error::{Error, Result};
+use crate::export::plan::{ExportPlan, TablePlan, TimeWindow, rfc3339};
+use crate::export::task::{self, TableJob, TaskOutput};
+use crate::export::{ExportOptions, ExportSummary, TableSummary};
+use crate::source::snapshot::Snapshot;
+use crate::source::{connect, query, ranges};
+use crate::store::{self, Store};
+
+/// Runs an export (or plans it, with `dry_run`).
+///
+/// # Errors
+/// Anything that stops a complete export: the destination or database unreachable, an unknown
+/// version, a table that cannot be read or written. No manifest is written then, and the files
+/// this export wrote are removed (best effort).
+pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
+    let started = Instant::now();
+    let started_at = Utc::now();
+    let catalog = Catalog::builtin()?;
+    let store = store::open(&options.destination, options.store.clone()).await?;
+    store.check().await?;
+
+    let client = connect(&options.db).await?;
+    let database = options.db.to_string();
+    let revisions = detect::read_revisions(&client, &options.schema, &database).await?;
+    let version = match &options.assume_version {
+        Some(name) => catalog
+            .version(name)
+            .ok_or_else(|| Error::UnknownVersion { given: name.clone(), known: catalog.known_versions() })?,
+        None => detect::version_for_revisions(catalog, &revisions)?,
+    };
+    let server_version: String = client
+        .query_one("SHOW server_version", &[])
+        .await
+        .map_err(Error::query("server_version"))?
+        .get(0);
+    let snapshot = Snapshot::export(client).await?;
+    let live = detect::introspect(snapshot.client(), &options.schema).await?;
+    let tables = options.tables.resolve(catalog, version, &live)?;
+    refuse_plaintext_secrets(&options, &tables, &snapshot, store.as_ref()).await?;
+
+    let snapshot_time: DateTime<Utc> = snapshot
+        .taken_at
+        .parse()
+        .map_err(|e| Error::Export { message: format!("snapshot time {}: {e}", snapshot.taken_at) })?;
+    let export_id = export_id(snapshot_time);
+    let watermarks = if options.incremental { latest_watermarks(store.as_ref()).await? } else { BTreeMap::new() };
+    let mut window = options.window;
+    if let Some(days) = options.max_age_days {
+        let bound = snapshot_time - Duration::days(i64::from(days));
+        window.until = Some(window.until.map_or(bound, |u| u.min(bound)));
+    }
+
+    let schema = catalog.schema(version);
+    let mut jobs = Vec::new();
+    let mut table_plans = Vec::new();
+    for name in &tables {
+        let (Some(canonical), Some(table), Some(live_table)) = (
+            catalog.canonical().iter().find(|c| &c.name == name),
+            schema.table(name),
+            live.tables.get(name),
+        ) else {
+            continue;
+        };
+        let plan = query::plan(canonical, version, table, &live, &options.schema)?;
+        let time_columns: Vec<String> =
+            table.time_columns.iter().filter(|c| live_table.column(c).is_some()).cloned().collect();
+        let mut table_window = window;
+        if options.incremental {
+            if let Some(mark) = watermarks.get(name) {
+                table_window.since = Some(*mark);
+            }
+            table_window.until = Some(table_window.until.map_or(snapshot_time, |u| u.min(snapshot_time)));
+        }
+        let window_predicate = table_window.predicate(&time_columns);
+        let ranges =
+            ranges::split(snapshot.client(), &options.schema, name, live_table, options.jobs, ranges::DEFAULT_MIN_RANGE_PAGES)
+                .await?;
+        let estimated_rows = estimate_rows(snapshot.client(), &options.schema, name).await?;
+        options.progress.table_planned(name, estimated_rows.max(0) as u64);
+        let partitioned = !plan.partition_columns.is_empty();
+        table_plans.push(TablePlan {
+            table: name.clone(),
+            estimated_rows,
+            ranges: ranges.iter().map(|r| r.label.clone()).collect(),
+            time_columns: time_columns.clone(),
+            window: window_predicate.clone(),
+            object_keys: if partitioned {
+                format!("{name}/date=YYYY-MM-DD/part-{export_id}-NNNNN.parquet")
+            } else {
+                format!("{name}/part-{export_id}-NNNNN.parquet")
+            },
+            missing_columns: plan.missing_columns.clone(),
+        });
+        let job = Arc::new(TableJob {
+            plan,
+            store: store.clone(),
+            export_id: export_id.clone(),
+            file_counter: Arc::new(AtomicUsize::new(0)),
+            parquet: options.parquet.clone(),
+            batch_rows: options.batch_rows,
+            memory_budget: options.memory_per_job,
+            canonical_version: catalog.canonical_version(),
+            source_version: version.id.clone(),
+            progress: options.progress.clone(),
+        });
+        let watermark = table_window.until.unwrap_or(snapshot_time);
+        jobs.push((job, ranges, window_predicate, time_columns, watermark));
+    }
+    let plan = ExportPlan {
+        export_id: export_id.clone(),
+        destination: store.url().to_owned(),
+        airflow_version: version.id.clone(),
+        snapshot_time: snapshot.taken_at.clone(),
+        since: window.since.map(rfc3339),
+        until: window.until.map(rfc3339),
+        tables: table_plans,
+        manifest: layout::manifest_key(&export_id),
+    };
+    if options.dry_run {
+        return Ok(ExportSummary { plan, dry_run: true, tables: Vec::new(), elapsed_seconds: started.elapsed().as_secs_f64() });
+    }
+
+    let mut queue = VecDeque::new();
+    for (index, (job, ranges, window_predicate, _, _)) in jobs.iter().enumerate() {
+        for range in ranges {
+            let predicate = match (&range.predicate, window_predicate) {
+                (Some(r), Some(w)) => Some(format!("({r}) AND ({w})")),
+                (r, w) => r.clone().or_else(|| w.clone()),
+            };
+            queue.push_back((index, job.clone(), predicate));
+        }
+    }
+    let remaining: Vec<usize> = {
+        let mut counts = vec![0; jobs.len()];
+        for (index, _, _) in &queue {
+            counts[*index] += 1;
+        }
+        counts
+    };
+    let state = Arc::new(Mutex::new(RunState { queue, remaining, outputs: BTreeMap::new(), failed: None }));
+    let snapshot = Arc::new(snapshot);
+    let mut workers = Vec::new();
+    for _ in 0..options.jobs {
+        let state = state.clone();
+        let snapshot = snapshot.clone();
+        let db = options.db.clone();
+        let progress = options.progress.clone();
+        workers.push(tokio::spawn(async move { worker(state, snapshot, db, progress).await }));
+    }
+    for worker in workers {
+        worker.await.map_err(|e| Error::Export { message: format!("an export worker failed: {e}") })?;
+    }
+    let mut state = match Arc::try_unwrap(state) {
+        Ok(mutex) => mutex.into_inner().unwrap_or_else(|p| p.into_inner()),
+        Err(_) => return Err(Error::Export { message: "export workers still running".to_owned() }),
+    };
+    if let Some(error) = state.failed.take() {
+        remove_partial_files(store.as_ref(), &tables, &export_id).await;
+        return Err(error);
+    }
+
+    let mut manifest_tables = BTreeMap::new();
+    let mut summaries = Vec::new();
+    for (index, (job, _, _, time_columns, watermark)) in jobs.iter().enumerate() {
+        let outputs = state.outputs.remove(&index).unwrap_or_default();
+        let mut files: Vec<FileEntry> = outputs.iter().flat_map(|o| o.files.clone()).collect();
+        files.sort_by(|a, b| a.key.cmp(&b.key));
+        let rows = outputs.iter().map(|o| o.rows).sum();
+        let orphan_rows = outputs.iter().map(|o| o.orphan_rows).sum();
+        summaries.push(TableSummary {
+            table: job.plan.table.clone(),
+            rows,
+            orphan_rows,
+            files: files.len(),
+            bytes: files.iter().map(|f| f.bytes).sum(),
+            bytes_read: outputs.iter().map(|o| o.bytes_read).sum(),
+        });
+        manifest_tables.insert(
+            job.plan.table.clone(),
+            TableEntry { rows, orphan_rows, time_columns: time_columns.clone(), watermark: Some(rfc3339(*watermark)), files },
+        );
+    }
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        export_id: export_id.clone(),
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        canonical_version: catalog.canonical_version(),
+        source: SourceInfo { airflow_version: version.id.clone(), alembic_revisions: revisions, database, server_version },
+        snapshot_time: snapshot.taken_at.clone(),
+        window: Window { since: window.since.map(rfc3339), until: window.until.map(rfc3339) },
+        started_at: rfc3339(started_at),
+        finished_at: rfc3339(Utc::now()),
+        file_format: "parquet".to_owned(),
+        tables: manifest_tables,
+    };
+    let body = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Export { message: format!("manifest: {e}") })?;
+    if let Err(error) = store.put_if_absent(&plan.manifest, Bytes::from(body)).await {
+        remove_partial_files(store.as_ref(), &tables, &export_id).await;
+        return Err(error);
+    }
+    Ok(ExportSummary { plan, dry_run: false, tables: summaries, elapsed_seconds: started.elapsed().as_secs_f64() })
+}
+
+type Work = (usize, Arc<TableJob>, Option<String>);
+
+struct RunState {
+    queue: VecDeque<Work>,
+    remaining: Vec<usize>,
+    outputs: BTreeMap<usize, Vec<TaskOutput>>,
+    failed: Option<Error>,
+}
+
+/// One connection inside the snapshot, taking ranges until none are left or one fails.
+async fn worker(
+    state: Arc<Mutex<RunState>>,
+    snapshot: Arc<Snapshot>,
+    db: crate::source::DatabaseUrl,
+    progress: Arc<dyn crate::export::ExportProgress>,
+) {
+    let client = match snapshot.attach(&db).await {
+        Ok(client) => client,
+        Err(error) => {
+            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+            state.failed.get_or_insert(error);
+            state.queue.clear();
+            return;
+        }
+    };
+    loop {
+        let work = {
+            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+            if state.failed.is_some() {
+                return;
+            }
+            state.queue.pop_front()
+        };
+        let Some((index, job, predicate)) = work else { return };
+        let result = task::run(&client, job.clone(), predicate).await;
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(output) => {
+                state.outputs.entry(index).or_default().push(output);
+                state.remaining[index] -= 1;
+                if state.remaining[index] == 0 {
+                    progress.table_done(&job.plan.table);
+                }
+            }
+            Err(error) => {
+                state.failed.get_or_insert(error);
+                state.queue.clear();
+                return;
+            }
+        }
+    }
+}
+
+/// `20240301T000000Z-1a2b3c`: sortable by time, unique across concurrent runs.
+fn export_id(snapshot_time: DateTime<Utc>) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128);
+    hasher.write_u32(std::process::id());
+    format!("{}-{:06x}", snapshot_time.format("%Y%m%dT%H%M%SZ"), hasher.finish() & 0xff_ffff)
+}
+
+async fn estimate_rows(client: &tokio_postgres::Client, schema: &str, table: &str) -> Result<i64> {
+    let row = client
+        .query_one(
+            "SELECT greatest(c.reltuples, 0)::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(Error::query(table))?;
+    Ok(row.get(0))
+}
+
+/// The watermark of every table in the newest manifest at the destination.
+async fn latest_watermarks(store: &dyn Store) -> Result<BTreeMap<String, DateTime<Utc>>> {
+    let mut newest: Option<Manifest> = None;
+    for object in store.list(&format!("{}/", layout::MANIFEST_DIR)).await? {
+        if !object.key.ends_with(".json") {
+            continue;
+        }
+        let body = store.get(&object.key).await?;
+        let manifest: Manifest = serde_json::from_slice(&body).map_err(|e| Error::Export {
+            message: format!("manifest {} is not valid: {e}; remove it or export to a new destination", object.key),
+        })?;
+        if newest.as_ref().is_none_or(|n| manifest.snapshot_time > n.snapshot_time) {
+            newest = Some(manifest);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (table, entry) in newest.map(|m| m.tables).unwrap_or_default() {
+        if let Some(mark) = entry.watermark.and_then(|w| w.parse::<DateTime<Utc>>().ok()) {
+            out.insert(table, mark);
+        }
+    }
+    Ok(out)
+}
+
+/// Connections whose passwords are stored unencrypted must not land in plain files.
+async fn refuse_plaintext_secrets(options: &ExportOptions, tables: &[String], snapshot: &Snapshot, store: &dyn Store) -> Result<()> {
+    if !tables.iter().any(|t| t == "connection") || options.allow_plaintext_secrets || options.store.sse().is_some() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT count(*) FROM {}.connection WHERE (password IS NOT NULL AND NOT coalesce(is_encrypted, false))
+            OR (extra IS NOT NULL AND NOT coalesce(is_extra_encrypted, false))",
+        quote_ident(&options.schema)
+    );
+    let plaintext: i64 = snapshot.client().query_one(&sql, &[]).await.map_err(Error::query("connection"))?.get(0);
+    if plaintext > 0 {
+        return Err(Error::Export {
+            message: format!(
+                "{plaintext} connections have unencrypted passwords or extras, and {} has no server-side encryption; \
+                 use --sse aws:kms, or --allow-plaintext-secrets if the destination is protected otherwise",
+                store.url()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Deletes the files this export wrote; it failed, and without a manifest they are leftovers.
+async fn remove_partial_files(store: &dyn Store, tables: &[String], export_id: &str) {
+    let marker = format!("part-{export_id}-");
+    for table in tables {
+        let Ok(objects) = store.list(&format!("{table}/")).await else { continue };
+        for object in objects.iter().filter(|o| o.key.contains(&marker)) {
+            if let Err(error) = store.delete(&object.key).await {
+                tracing::warn!(object = %object.key, error = %error, "Could not remove a file of the failed export.");
+            }
+        }
+    }
+}
