@@ -1,8 +1,9 @@
-//! contrail's integration tests: one binary, run against a real PostgreSQL cluster that the
-//! harness in `util/` starts.
+//! contrail's integration tests: one binary, run against a real PostgreSQL cluster and a moto
+//! server (the S3 emulator) that the harness in `util/` starts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod catalog;
 mod inspect;
+mod store;
 mod util;
