@@ -1,5 +1,5 @@
-//! contrail's integration tests: one binary, run against a real PostgreSQL cluster that the
-//! harness in `util/` starts.
+//! contrail's integration tests: one binary, run against a real PostgreSQL cluster and a moto
+//! server (the S3 emulator) that the harness in `util/` starts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -7,4 +7,5 @@ mod catalog;
 mod export;
 mod inspect;
 mod source;
+mod store;
 mod util;

@@ -15,7 +15,7 @@ use super::pickle::pickle_to_json;
 const PICKLE_PROTO: u8 = 0x80;
 
 /// How a payload column is stored, which picks the decoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PayloadKind {
     /// A pickle (`dag_run.conf` before Airflow 3): rule `json_from_pickle`.
     Pickle,

@@ -133,16 +133,20 @@ pub fn plan(
                 let raw = args
                     .first()
                     .ok_or_else(|| plan_error(format!("rule {name} needs a column")))?;
-                let index = builder.raw_column(raw)?;
-                let kind = match name.as_str() {
-                    "json_from_pickle" => PayloadKind::PickleJson,
-                    "json_from_bytes" => PayloadKind::XcomJson,
-                    _ => PayloadKind::Undecoded,
+                let (kind, part) = match name.as_str() {
+                    "json_from_pickle" => (PayloadKind::Pickle, PayloadPart::Json),
+                    "json_from_bytes" => (PayloadKind::XCom, PayloadPart::Json),
+                    _ => {
+                        let kind = json_kind_of(canonical, version, table, raw).ok_or_else(|| {
+                            plan_error(format!("undecoded_bytes({raw}) has no JSON column decoding it"))
+                        })?;
+                        (kind, PayloadPart::Raw)
+                    }
                 };
-                index.map_or_else(
-                    || Output::Column(builder.push_null(&column.name, column.ty)),
-                    |raw| Output::Payload { raw, kind },
-                )
+                match builder.raw_column(raw)? {
+                    Some(raw) => Output::Payload { raw, kind, part },
+                    None => Output::Column(builder.push_null(&column.name, column.ty)),
+                }
             }
             source => {
                 let expr = builder.expression(&source, column.ty).map_err(plan_error)?;

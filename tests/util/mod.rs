@@ -1,9 +1,10 @@
-//! Shared test harness: a real PostgreSQL cluster per test binary, Airflow DDL fixtures, and a
-//! way to run the `contrail` binary.
+//! Shared test harness: a real PostgreSQL cluster and a moto server per test binary, Airflow DDL
+//! fixtures, and a way to run the `contrail` binary.
 
 #![allow(dead_code, unreachable_pub)]
 
 pub mod fixtures;
+pub mod moto;
 pub mod pg;
 
 use std::path::PathBuf;

@@ -1,5 +1,11 @@
-//! S3 SDK errors rendered as [`Error::Store`]: the real cause in full (through
-//! [`DisplayErrorContext`]), a kind that callers branch on, and what the user can do.
+//! S3 SDK errors rendered as [`Error::Store`]: the real cause, a kind that callers branch on,
+//! and what the user can do.
+//!
+//! The SDK's own `Display` says only "service error"; [`DisplayErrorContext`] says the cause but
+//! then appends the `Debug` dump of the whole response (headers, XML body), which is no message
+//! for a user. So the message shows S3's error code, message, HTTP status and request id for
+//! service errors, and the `Display` chain of causes otherwise (what `DisplayErrorContext`
+//! prints before the dump); the SDK error itself stays attached as the `source`.
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
@@ -33,12 +39,15 @@ where
         .raw_response()
         .and_then(|r| r.headers().get("x-amz-bucket-region"))
         .map(str::to_owned);
-    let rendered = DisplayErrorContext(&err).to_string();
+    // Everything, the Debug dump included, is searched for causes the SDK reports only there
+    // (e.g. `CredentialsNotLoaded`).
+    let everything = DisplayErrorContext(&err).to_string();
+    let rendered = render(&err, status);
     let facts = Facts {
         code: code.as_deref(),
         status,
         intent,
-        rendered: &rendered,
+        rendered: &everything,
         attempts,
         bucket_region: bucket_region.as_deref(),
     };
@@ -53,6 +62,44 @@ where
         object,
         message,
         source: Some(Box::new(err)),
+    }
+}
+
+/// S3's code, message, status and request id, or else the chain of causes.
+fn render<E>(err: &SdkError<E>, status: Option<u16>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if let Some(code) = err.code() {
+        let mut text = code.to_owned();
+        if let Some(message) = err.message() {
+            text.push_str(": ");
+            text.push_str(message);
+        }
+        let mut details = Vec::new();
+        if let Some(status) = status {
+            details.push(format!("HTTP {status}"));
+        }
+        if let Some(id) = err.meta().extra("aws_request_id") {
+            details.push(format!("request id {id}"));
+        }
+        if !details.is_empty() {
+            text.push_str(&format!(" [{}]", details.join(", ")));
+        }
+        return text;
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    match status {
+        Some(status) if parts.len() == 1 => format!("{} [HTTP {status}]", parts[0]),
+        _ => parts.join(": "),
     }
 }
 
