@@ -23,7 +23,9 @@ async fn read_all(url: &str, plan: &ReadPlan) -> Vec<RecordBatch> {
         })
         .map(|_| batches)
     });
-    read::copy_out(&client, &plan.table, &plan.copy_statement(None), tx).await.unwrap();
+    read::copy_out(&client, &plan.table, &plan.copy_statement(None), tx)
+        .await
+        .unwrap();
     decoder.await.unwrap().unwrap()
 }
 
@@ -49,11 +51,27 @@ async fn every_table_of_every_version_reads() {
     for fixture in ddl_fixtures() {
         let db = cluster().db_from_fixture(&fixture.name);
         let plans = plans_for(&db).await;
-        assert!(plans.len() >= 10, "{}: only {} tables", fixture.name, plans.len());
+        assert!(
+            plans.len() >= 10,
+            "{}: only {} tables",
+            fixture.name,
+            plans.len()
+        );
         for plan in plans {
-            assert!(plan.missing_columns.is_empty(), "{} {}: {:?}", fixture.name, plan.table, plan.missing_columns);
+            assert!(
+                plan.missing_columns.is_empty(),
+                "{} {}: {:?}",
+                fixture.name,
+                plan.table,
+                plan.missing_columns
+            );
             let batches = read_all(&cluster().url(&db), &plan).await;
-            assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 0, "{}", plan.table);
+            assert_eq!(
+                batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+                0,
+                "{}",
+                plan.table
+            );
         }
     }
 }
@@ -61,7 +79,8 @@ async fn every_table_of_every_version_reads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_2_10_history_reads_as_canonical_rows() {
     let db = cluster().db_from_fixture("airflow-2.10.5");
-    let history = std::fs::read_to_string(crate::util::repo_root().join("scripts/demo-history.sql")).unwrap();
+    let history =
+        std::fs::read_to_string(crate::util::repo_root().join("scripts/demo-history.sql")).unwrap();
     cluster().psql(&db, &history);
     let plans = plans_for(&db).await;
     let plan = |name: &str| plans.iter().find(|p| p.table == name).unwrap().clone();
@@ -76,12 +95,24 @@ async fn a_2_10_history_reads_as_canonical_rows() {
     assert!(dag_ids.iter().any(|d| d == Some("report_ünïcode")));
     let logical = column("logical_date");
     let logical = logical.as_primitive::<TimestampMicrosecondType>();
-    assert_eq!(logical.value(0), 1_709_251_200_000_000, "2024-03-01T00:00:00Z");
+    assert_eq!(
+        logical.value(0),
+        1_709_251_200_000_000,
+        "2024-03-01T00:00:00Z"
+    );
     let run_after = column("run_after");
     let run_after = run_after.as_primitive::<TimestampMicrosecondType>();
-    assert_eq!(run_after.value(0), 1_709_337_600_000_000, "data_interval_end 2024-03-02");
+    assert_eq!(
+        run_after.value(0),
+        1_709_337_600_000_000,
+        "data_interval_end 2024-03-02"
+    );
     let raw_conf = column("__raw_conf");
-    assert_eq!(raw_conf.null_count(), 0, "pickled conf is read as raw bytes");
+    assert_eq!(
+        raw_conf.null_count(),
+        0,
+        "pickled conf is read as raw bytes"
+    );
     let filename = column("log_filename_template");
     assert!(filename.as_string::<i32>().value(0).contains("attempt="));
 
@@ -89,9 +120,22 @@ async fn a_2_10_history_reads_as_canonical_rows() {
     let batches = read_all(&cluster().url(&db), &ti).await;
     let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
     assert_eq!(batch.num_rows(), 7);
-    let map_index = batch.column(batch.schema().index_of("map_index").unwrap()).as_primitive::<Int32Type>().clone();
+    let map_index = batch
+        .column(batch.schema().index_of("map_index").unwrap())
+        .as_primitive::<Int32Type>()
+        .clone();
     assert!(map_index.iter().any(|m| m == Some(1)));
-    let logical = batch.column(batch.schema().index_of("logical_date").unwrap()).clone();
-    assert_eq!(logical.null_count(), 0, "every task instance found its run's logical date");
-    assert_eq!(ti.orphan_flag.map(|i| batch.column(i).as_boolean().true_count()), Some(0));
+    let logical = batch
+        .column(batch.schema().index_of("logical_date").unwrap())
+        .clone();
+    assert_eq!(
+        logical.null_count(),
+        0,
+        "every task instance found its run's logical date"
+    );
+    assert_eq!(
+        ti.orphan_flag
+            .map(|i| batch.column(i).as_boolean().true_count()),
+        Some(0)
+    );
 }

@@ -20,16 +20,30 @@ pub(super) async fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<ExitCod
     let url = database_url(args.db.as_deref())?;
     let now = Utc::now();
     let window = TimeWindow {
-        since: args.since.as_deref().map(|t| parse_time(t, now)).transpose().map_err(anyhow::Error::msg).context("--since")?,
-        until: args.until.as_deref().map(|t| parse_time(t, now)).transpose().map_err(anyhow::Error::msg).context("--until")?,
+        since: args
+            .since
+            .as_deref()
+            .map(|t| parse_time(t, now))
+            .transpose()
+            .map_err(anyhow::Error::msg)
+            .context("--since")?,
+        until: args
+            .until
+            .as_deref()
+            .map(|t| parse_time(t, now))
+            .transpose()
+            .map_err(anyhow::Error::msg)
+            .context("--until")?,
     };
-    if let (Some(since), Some(until)) = (window.since, window.until) {
-        if since >= until {
-            bail!("--since must be before --until");
-        }
+    if let (Some(since), Some(until)) = (window.since, window.until)
+        && since >= until
+    {
+        bail!("--since must be before --until");
     }
     if args.incremental && window.since.is_some() {
-        bail!("--incremental continues from the last export's watermark; it cannot be combined with --since");
+        bail!(
+            "--incremental continues from the last export's watermark; it cannot be combined with --since"
+        );
     }
     let mut store = StoreOptions::default();
     match args.sse.as_deref() {
@@ -41,7 +55,10 @@ pub(super) async fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<ExitCod
     if args.kms_key_id.is_some() && args.sse.as_deref() != Some("aws:kms") {
         bail!("--kms-key-id needs --sse aws:kms");
     }
-    let visible = !quiet && args.output == OutputFormat::Human && !args.dry_run && std::io::stderr().is_terminal();
+    let visible = !quiet
+        && args.output == OutputFormat::Human
+        && !args.dry_run
+        && std::io::stderr().is_terminal();
     let bars = Arc::new(Bars::new(visible));
     let options = ExportOptions::new(url, args.to)
         .with_schema(args.schema)
@@ -66,7 +83,9 @@ pub(super) async fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<ExitCod
         OutputFormat::Json => serde_json::to_string_pretty(&summary)? + "\n",
         OutputFormat::Human => render(&summary),
     };
-    std::io::stdout().write_all(text.as_bytes()).context("writing the summary to stdout")?;
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .context("writing the summary to stdout")?;
     Ok(ExitCode::from(EXIT_OK))
 }
 
@@ -74,7 +93,11 @@ fn render(summary: &ExportSummary) -> String {
     let plan = &summary.plan;
     let mut out = format!(
         "{} Airflow {} as of {} to {}\n",
-        if summary.dry_run { "Would export" } else { "Exported" },
+        if summary.dry_run {
+            "Would export"
+        } else {
+            "Exported"
+        },
         plan.airflow_version,
         plan.snapshot_time,
         plan.destination
@@ -98,7 +121,10 @@ fn render(summary: &ExportSummary) -> String {
                 Cell::new(&t.object_keys),
             ]);
         }
-        out.push_str(&format!("{table}\nManifest (written last): {}\n", plan.manifest));
+        out.push_str(&format!(
+            "{table}\nManifest (written last): {}\n",
+            plan.manifest
+        ));
         return out;
     }
     table.set_header(["table", "rows", "orphans", "files", "size"]);
@@ -108,7 +134,8 @@ fn render(summary: &ExportSummary) -> String {
             Cell::new(t.rows).set_alignment(CellAlignment::Right),
             Cell::new(t.orphan_rows).set_alignment(CellAlignment::Right),
             Cell::new(t.files).set_alignment(CellAlignment::Right),
-            Cell::new(crate::cli::inspect::human_bytes(t.bytes as i64)).set_alignment(CellAlignment::Right),
+            Cell::new(crate::cli::inspect::human_bytes(t.bytes as i64))
+                .set_alignment(CellAlignment::Right),
         ]);
     }
     let rows: u64 = summary.tables.iter().map(|t| t.rows).sum();

@@ -18,14 +18,27 @@ pub(crate) struct Bars {
 impl Bars {
     /// Bars that draw only when `visible` and stderr is a terminal.
     pub(crate) fn new(visible: bool) -> Self {
-        let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        let style = ProgressStyle::with_template("{prefix:>32} {bar:30} {human_pos:>12}/{human_len:<12} {per_sec:>14} {elapsed:>5}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-        Self { multi: MultiProgress::with_draw_target(target), bars: Mutex::new(HashMap::new()), style }
+        let target = if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let style = ProgressStyle::with_template(
+            "{prefix:>32} {bar:30} {human_pos:>12}/{human_len:<12} {per_sec:>14} {elapsed:>5}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        Self {
+            multi: MultiProgress::with_draw_target(target),
+            bars: Mutex::new(HashMap::new()),
+            style,
+        }
     }
 
     fn bar(&self, table: &str) -> Option<ProgressBar> {
-        self.bars.lock().ok().and_then(|bars| bars.get(table).cloned())
+        self.bars
+            .lock()
+            .ok()
+            .and_then(|bars| bars.get(table).cloned())
     }
 }
 

@@ -28,7 +28,9 @@ pub(crate) fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>
 }
 
 fn usage(text: &str) -> String {
-    format!("{text:?} is not a time: use 2024-03-01, 2024-03-01T12:00:00Z, or an age like 14d, 12h, 30m")
+    format!(
+        "{text:?} is not a time: use 2024-03-01, 2024-03-01T12:00:00Z, or an age like 14d, 12h, 30m"
+    )
 }
 
 #[cfg(test)]
@@ -40,13 +42,22 @@ mod tests {
     #[test]
     fn absolute_and_relative_times() {
         let now = Utc.with_ymd_and_hms(2024, 3, 15, 12, 0, 0).unwrap();
-        assert_eq!(parse_time("2024-03-01", now).unwrap(), Utc.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap());
+        assert_eq!(
+            parse_time("2024-03-01", now).unwrap(),
+            Utc.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap()
+        );
         assert_eq!(
             parse_time("2024-03-01T02:00:00+02:00", now).unwrap(),
             Utc.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap()
         );
-        assert_eq!(parse_time("14d", now).unwrap(), Utc.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap());
-        assert_eq!(parse_time("12h", now).unwrap(), Utc.with_ymd_and_hms(2024, 3, 15, 0, 0, 0).unwrap());
+        assert_eq!(
+            parse_time("14d", now).unwrap(),
+            Utc.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap()
+        );
+        assert_eq!(
+            parse_time("12h", now).unwrap(),
+            Utc.with_ymd_and_hms(2024, 3, 15, 0, 0, 0).unwrap()
+        );
         assert!(parse_time("yesterday", now).unwrap_err().contains("14d"));
         assert!(parse_time("3y", now).is_err());
     }

@@ -28,7 +28,12 @@ impl TableSelection {
     /// # Errors
     /// [`Error::Export`] naming a requested table that the catalog does not know, or that does
     /// not exist at this version or in the database.
-    pub fn resolve(&self, catalog: &Catalog, version: &SchemaVersion, live: &LiveSchema) -> Result<Vec<String>> {
+    pub fn resolve(
+        &self,
+        catalog: &Catalog,
+        version: &SchemaVersion,
+        live: &LiveSchema,
+    ) -> Result<Vec<String>> {
         let schema = catalog.schema(version);
         let available: Vec<&str> = catalog
             .canonical()
@@ -36,33 +41,47 @@ impl TableSelection {
             .map(|c| c.name.as_str())
             .filter(|name| schema.table(name).is_some() && live.tables.contains_key(*name))
             .collect();
-        let known: Vec<&str> = catalog.canonical().iter().map(|c| c.name.as_str()).collect();
+        let known: Vec<&str> = catalog
+            .canonical()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
         for name in self.only.iter().flatten().chain(&self.exclude) {
             if !known.contains(&name.as_str()) {
                 return Err(Error::Export {
-                    message: format!("unknown table {name}; contrail exports {}", known.join(", ")),
-                });
-            }
-        }
-        if let Some(only) = &self.only {
-            if let Some(missing) = only.iter().find(|t| !available.contains(&t.as_str())) {
-                return Err(Error::Export {
                     message: format!(
-                        "table {missing} does not exist in this Airflow {} database; it has {}",
-                        version.id,
-                        available.join(", ")
+                        "unknown table {name}; contrail exports {}",
+                        known.join(", ")
                     ),
                 });
             }
         }
+        if let Some(only) = &self.only
+            && let Some(missing) = only.iter().find(|t| !available.contains(&t.as_str()))
+        {
+            return Err(Error::Export {
+                message: format!(
+                    "table {missing} does not exist in this Airflow {} database; it has {}",
+                    version.id,
+                    available.join(", ")
+                ),
+            });
+        }
         Ok(available
             .into_iter()
-            .filter(|t| self.only.as_ref().is_none_or(|only| only.iter().any(|o| o == t)))
+            .filter(|t| {
+                self.only
+                    .as_ref()
+                    .is_none_or(|only| only.iter().any(|o| o == t))
+            })
             .filter(|t| !self.exclude.iter().any(|e| e == t))
             .filter(|t| {
                 self.include_connections
                     || !SECRET_TABLES.contains(t)
-                    || self.only.as_ref().is_some_and(|only| only.iter().any(|o| o == t))
+                    || self
+                        .only
+                        .as_ref()
+                        .is_some_and(|only| only.iter().any(|o| o == t))
             })
             .map(str::to_owned)
             .collect())
@@ -92,7 +111,11 @@ impl TimeWindow {
         }
         let time = format!(
             "coalesce({})",
-            time_columns.iter().map(|c| format!("t.{}::timestamptz", quote_ident(c))).collect::<Vec<_>>().join(", ")
+            time_columns
+                .iter()
+                .map(|c| format!("t.{}::timestamptz", quote_ident(c)))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let mut parts = Vec::new();
         if let Some(since) = self.since {
@@ -163,8 +186,12 @@ mod tests {
             until: None,
         };
         assert_eq!(
-            window.predicate(&["start_date".into(), "end_date".into()]).as_deref(),
-            Some("coalesce(t.\"start_date\"::timestamptz, t.\"end_date\"::timestamptz) >= '2024-01-01T00:00:00.000000Z'::timestamptz")
+            window
+                .predicate(&["start_date".into(), "end_date".into()])
+                .as_deref(),
+            Some(
+                "coalesce(t.\"start_date\"::timestamptz, t.\"end_date\"::timestamptz) >= '2024-01-01T00:00:00.000000Z'::timestamptz"
+            )
         );
         assert_eq!(window.predicate(&[]), None);
         assert_eq!(TimeWindow::default().predicate(&["x".into()]), None);

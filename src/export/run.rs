@@ -11,9 +11,11 @@ use chrono::{DateTime, Duration, Utc};
 use crate::catalog::Catalog;
 use crate::catalog::detect::{self, quote_ident};
 use crate::dataset::layout;
-use crate::dataset::manifest::{FileEntry, MANIFEST_FORMAT, Manifest, SourceInfo, TableEntry, Window};
+use crate::dataset::manifest::{
+    FileEntry, MANIFEST_FORMAT, Manifest, SourceInfo, TableEntry, Window,
+};
 use crate::error::{Error, Result};
-use crate::export::plan::{ExportPlan, TablePlan, TimeWindow, rfc3339};
+use crate::export::plan::{ExportPlan, TablePlan, rfc3339};
 use crate::export::task::{self, TableJob, TaskOutput};
 use crate::export::{ExportOptions, ExportSummary, TableSummary};
 use crate::source::snapshot::Snapshot;
@@ -37,9 +39,10 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
     let database = options.db.to_string();
     let revisions = detect::read_revisions(&client, &options.schema, &database).await?;
     let version = match &options.assume_version {
-        Some(name) => catalog
-            .version(name)
-            .ok_or_else(|| Error::UnknownVersion { given: name.clone(), known: catalog.known_versions() })?,
+        Some(name) => catalog.version(name).ok_or_else(|| Error::UnknownVersion {
+            given: name.clone(),
+            known: catalog.known_versions(),
+        })?,
         None => detect::version_for_revisions(catalog, &revisions)?,
     };
     let server_version: String = client
@@ -52,12 +55,15 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
     let tables = options.tables.resolve(catalog, version, &live)?;
     refuse_plaintext_secrets(&options, &tables, &snapshot, store.as_ref()).await?;
 
-    let snapshot_time: DateTime<Utc> = snapshot
-        .taken_at
-        .parse()
-        .map_err(|e| Error::Export { message: format!("snapshot time {}: {e}", snapshot.taken_at) })?;
+    let snapshot_time: DateTime<Utc> = snapshot.taken_at.parse().map_err(|e| Error::Export {
+        message: format!("snapshot time {}: {e}", snapshot.taken_at),
+    })?;
     let export_id = export_id(snapshot_time);
-    let watermarks = if options.incremental { latest_watermarks(store.as_ref()).await? } else { BTreeMap::new() };
+    let watermarks = if options.incremental {
+        latest_watermarks(store.as_ref()).await?
+    } else {
+        BTreeMap::new()
+    };
     let mut window = options.window;
     if let Some(days) = options.max_age_days {
         let bound = snapshot_time - Duration::days(i64::from(days));
@@ -76,21 +82,37 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
             continue;
         };
         let plan = query::plan(canonical, version, table, &live, &options.schema)?;
-        let time_columns: Vec<String> =
-            table.time_columns.iter().filter(|c| live_table.column(c).is_some()).cloned().collect();
+        let time_columns: Vec<String> = table
+            .time_columns
+            .iter()
+            .filter(|c| live_table.column(c).is_some())
+            .cloned()
+            .collect();
         let mut table_window = window;
         if options.incremental {
             if let Some(mark) = watermarks.get(name) {
                 table_window.since = Some(*mark);
             }
-            table_window.until = Some(table_window.until.map_or(snapshot_time, |u| u.min(snapshot_time)));
+            table_window.until = Some(
+                table_window
+                    .until
+                    .map_or(snapshot_time, |u| u.min(snapshot_time)),
+            );
         }
         let window_predicate = table_window.predicate(&time_columns);
-        let ranges =
-            ranges::split(snapshot.client(), &options.schema, name, live_table, options.jobs, ranges::DEFAULT_MIN_RANGE_PAGES)
-                .await?;
+        let ranges = ranges::split(
+            snapshot.client(),
+            &options.schema,
+            name,
+            live_table,
+            options.jobs,
+            ranges::DEFAULT_MIN_RANGE_PAGES,
+        )
+        .await?;
         let estimated_rows = estimate_rows(snapshot.client(), &options.schema, name).await?;
-        options.progress.table_planned(name, estimated_rows.max(0) as u64);
+        options
+            .progress
+            .table_planned(name, estimated_rows.max(0) as u64);
         let partitioned = !plan.partition_columns.is_empty();
         table_plans.push(TablePlan {
             table: name.clone(),
@@ -131,7 +153,12 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
         manifest: layout::manifest_key(&export_id),
     };
     if options.dry_run {
-        return Ok(ExportSummary { plan, dry_run: true, tables: Vec::new(), elapsed_seconds: started.elapsed().as_secs_f64() });
+        return Ok(ExportSummary {
+            plan,
+            dry_run: true,
+            tables: Vec::new(),
+            elapsed_seconds: started.elapsed().as_secs_f64(),
+        });
     }
 
     let mut queue = VecDeque::new();
@@ -151,7 +178,12 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
         }
         counts
     };
-    let state = Arc::new(Mutex::new(RunState { queue, remaining, outputs: BTreeMap::new(), failed: None }));
+    let state = Arc::new(Mutex::new(RunState {
+        queue,
+        remaining,
+        outputs: BTreeMap::new(),
+        failed: None,
+    }));
     let snapshot = Arc::new(snapshot);
     let mut workers = Vec::new();
     for _ in 0..options.jobs {
@@ -159,14 +191,22 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
         let snapshot = snapshot.clone();
         let db = options.db.clone();
         let progress = options.progress.clone();
-        workers.push(tokio::spawn(async move { worker(state, snapshot, db, progress).await }));
+        workers.push(tokio::spawn(async move {
+            worker(state, snapshot, db, progress).await
+        }));
     }
     for worker in workers {
-        worker.await.map_err(|e| Error::Export { message: format!("an export worker failed: {e}") })?;
+        worker.await.map_err(|e| Error::Export {
+            message: format!("an export worker failed: {e}"),
+        })?;
     }
     let mut state = match Arc::try_unwrap(state) {
         Ok(mutex) => mutex.into_inner().unwrap_or_else(|p| p.into_inner()),
-        Err(_) => return Err(Error::Export { message: "export workers still running".to_owned() }),
+        Err(_) => {
+            return Err(Error::Export {
+                message: "export workers still running".to_owned(),
+            });
+        }
     };
     if let Some(error) = state.failed.take() {
         remove_partial_files(store.as_ref(), &tables, &export_id).await;
@@ -191,7 +231,13 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
         });
         manifest_tables.insert(
             job.plan.table.clone(),
-            TableEntry { rows, orphan_rows, time_columns: time_columns.clone(), watermark: Some(rfc3339(*watermark)), files },
+            TableEntry {
+                rows,
+                orphan_rows,
+                time_columns: time_columns.clone(),
+                watermark: Some(rfc3339(*watermark)),
+                files,
+            },
         );
     }
     let manifest = Manifest {
@@ -199,20 +245,35 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
         export_id: export_id.clone(),
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         canonical_version: catalog.canonical_version(),
-        source: SourceInfo { airflow_version: version.id.clone(), alembic_revisions: revisions, database, server_version },
+        source: SourceInfo {
+            airflow_version: version.id.clone(),
+            alembic_revisions: revisions,
+            database,
+            server_version,
+        },
         snapshot_time: snapshot.taken_at.clone(),
-        window: Window { since: window.since.map(rfc3339), until: window.until.map(rfc3339) },
+        window: Window {
+            since: window.since.map(rfc3339),
+            until: window.until.map(rfc3339),
+        },
         started_at: rfc3339(started_at),
         finished_at: rfc3339(Utc::now()),
         file_format: "parquet".to_owned(),
         tables: manifest_tables,
     };
-    let body = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Export { message: format!("manifest: {e}") })?;
+    let body = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Export {
+        message: format!("manifest: {e}"),
+    })?;
     if let Err(error) = store.put_if_absent(&plan.manifest, Bytes::from(body)).await {
         remove_partial_files(store.as_ref(), &tables, &export_id).await;
         return Err(error);
     }
-    Ok(ExportSummary { plan, dry_run: false, tables: summaries, elapsed_seconds: started.elapsed().as_secs_f64() })
+    Ok(ExportSummary {
+        plan,
+        dry_run: false,
+        tables: summaries,
+        elapsed_seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 type Work = (usize, Arc<TableJob>, Option<String>);
@@ -248,7 +309,9 @@ async fn worker(
             }
             state.queue.pop_front()
         };
-        let Some((index, job, predicate)) = work else { return };
+        let Some((index, job, predicate)) = work else {
+            return;
+        };
         let result = task::run(&client, job.clone(), predicate).await;
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
         match result {
@@ -274,7 +337,11 @@ fn export_id(snapshot_time: DateTime<Utc>) -> String {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128);
     hasher.write_u32(std::process::id());
-    format!("{}-{:06x}", snapshot_time.format("%Y%m%dT%H%M%SZ"), hasher.finish() & 0xff_ffff)
+    format!(
+        "{}-{:06x}",
+        snapshot_time.format("%Y%m%dT%H%M%SZ"),
+        hasher.finish() & 0xff_ffff
+    )
 }
 
 async fn estimate_rows(client: &tokio_postgres::Client, schema: &str, table: &str) -> Result<i64> {
@@ -298,15 +365,24 @@ async fn latest_watermarks(store: &dyn Store) -> Result<BTreeMap<String, DateTim
         }
         let body = store.get(&object.key).await?;
         let manifest: Manifest = serde_json::from_slice(&body).map_err(|e| Error::Export {
-            message: format!("manifest {} is not valid: {e}; remove it or export to a new destination", object.key),
+            message: format!(
+                "manifest {} is not valid: {e}; remove it or export to a new destination",
+                object.key
+            ),
         })?;
-        if newest.as_ref().is_none_or(|n| manifest.snapshot_time > n.snapshot_time) {
+        if newest
+            .as_ref()
+            .is_none_or(|n| manifest.snapshot_time > n.snapshot_time)
+        {
             newest = Some(manifest);
         }
     }
     let mut out = BTreeMap::new();
     for (table, entry) in newest.map(|m| m.tables).unwrap_or_default() {
-        if let Some(mark) = entry.watermark.and_then(|w| w.parse::<DateTime<Utc>>().ok()) {
+        if let Some(mark) = entry
+            .watermark
+            .and_then(|w| w.parse::<DateTime<Utc>>().ok())
+        {
             out.insert(table, mark);
         }
     }
@@ -314,8 +390,16 @@ async fn latest_watermarks(store: &dyn Store) -> Result<BTreeMap<String, DateTim
 }
 
 /// Connections whose passwords are stored unencrypted must not land in plain files.
-async fn refuse_plaintext_secrets(options: &ExportOptions, tables: &[String], snapshot: &Snapshot, store: &dyn Store) -> Result<()> {
-    if !tables.iter().any(|t| t == "connection") || options.allow_plaintext_secrets || options.store.sse().is_some() {
+async fn refuse_plaintext_secrets(
+    options: &ExportOptions,
+    tables: &[String],
+    snapshot: &Snapshot,
+    store: &dyn Store,
+) -> Result<()> {
+    if !tables.iter().any(|t| t == "connection")
+        || options.allow_plaintext_secrets
+        || options.store.sse().is_some()
+    {
         return Ok(());
     }
     let sql = format!(
@@ -323,7 +407,12 @@ async fn refuse_plaintext_secrets(options: &ExportOptions, tables: &[String], sn
             OR (extra IS NOT NULL AND NOT coalesce(is_extra_encrypted, false))",
         quote_ident(&options.schema)
     );
-    let plaintext: i64 = snapshot.client().query_one(&sql, &[]).await.map_err(Error::query("connection"))?.get(0);
+    let plaintext: i64 = snapshot
+        .client()
+        .query_one(&sql, &[])
+        .await
+        .map_err(Error::query("connection"))?
+        .get(0);
     if plaintext > 0 {
         return Err(Error::Export {
             message: format!(
@@ -340,7 +429,9 @@ async fn refuse_plaintext_secrets(options: &ExportOptions, tables: &[String], sn
 async fn remove_partial_files(store: &dyn Store, tables: &[String], export_id: &str) {
     let marker = format!("part-{export_id}-");
     for table in tables {
-        let Ok(objects) = store.list(&format!("{table}/")).await else { continue };
+        let Ok(objects) = store.list(&format!("{table}/")).await else {
+            continue;
+        };
         for object in objects.iter().filter(|o| o.key.contains(&marker)) {
             if let Err(error) = store.delete(&object.key).await {
                 tracing::warn!(object = %object.key, error = %error, "Could not remove a file of the failed export.");

@@ -50,37 +50,64 @@ pub(crate) struct TaskOutput {
 }
 
 /// Runs one range of `job` on `client` (already inside the snapshot).
-pub(crate) async fn run(client: &Client, job: Arc<TableJob>, predicate: Option<String>) -> Result<TaskOutput> {
+pub(crate) async fn run(
+    client: &Client,
+    job: Arc<TableJob>,
+    predicate: Option<String>,
+) -> Result<TaskOutput> {
     let (tx, rx) = mpsc::channel(read::DEFAULT_CHUNKS_IN_FLIGHT);
     let handle = Handle::current();
     let processor_job = job.clone();
     let processor = tokio::task::spawn_blocking(move || process(&processor_job, rx, &handle));
     let statement = job.plan.copy_statement(predicate.as_deref());
     let copied = read::copy_out(client, &job.plan.table, &statement, tx).await;
-    let processed = processor
-        .await
-        .map_err(|e| Error::Export { message: format!("the {} encoder thread failed: {e}", job.plan.table) })?;
+    let processed = processor.await.map_err(|e| Error::Export {
+        message: format!("the {} encoder thread failed: {e}", job.plan.table),
+    })?;
     let bytes_read = copied?;
     let mut output = processed?;
     output.bytes_read = bytes_read;
     Ok(output)
 }
 
-fn process(job: &TableJob, rx: mpsc::Receiver<bytes::Bytes>, handle: &Handle) -> Result<TaskOutput> {
+fn process(
+    job: &TableJob,
+    rx: mpsc::Receiver<bytes::Bytes>,
+    handle: &Handle,
+) -> Result<TaskOutput> {
     let schema = job.plan.output_schema.clone();
-    let index = |names: &[String]| -> Vec<usize> { names.iter().filter_map(|n| schema.index_of(n).ok()).collect() };
-    let mut partitioner = Partitioner::new(index(&job.partition_columns()), index(&job.sort_columns()), job.memory_budget);
-    let mut files = FileSink { job, handle, pending: VecDeque::new(), done: Vec::new() };
+    let index = |names: &[String]| -> Vec<usize> {
+        names
+            .iter()
+            .filter_map(|n| schema.index_of(n).ok())
+            .collect()
+    };
+    let mut partitioner = Partitioner::new(
+        index(&job.partition_columns()),
+        index(&job.sort_columns()),
+        job.memory_budget,
+    );
+    let mut files = FileSink {
+        job,
+        handle,
+        pending: VecDeque::new(),
+        done: Vec::new(),
+    };
     let mut orphan_rows = 0u64;
     let result = (|| -> Result<u64> {
         let rows = read::decode_chunks(&job.plan, rx, job.batch_rows, |decoded| {
-            job.progress.rows(&job.plan.table, decoded.num_rows() as u64);
+            job.progress
+                .rows(&job.plan.table, decoded.num_rows() as u64);
             if let Some(flag) = job.plan.orphan_flag {
                 orphan_rows += decoded.column(flag).as_boolean().true_count() as u64;
             }
-            let canonical = remap::assemble(&job.plan, &decoded)
-                .map_err(|e| Error::Export { message: format!("remapping {}: {e}", job.plan.table) })?;
-            for flushed in partitioner.push(canonical).map_err(|e| job.arrow_error(e))? {
+            let canonical = remap::assemble(&job.plan, &decoded).map_err(|e| Error::Export {
+                message: format!("remapping {}: {e}", job.plan.table),
+            })?;
+            for flushed in partitioner
+                .push(canonical)
+                .map_err(|e| job.arrow_error(e))?
+            {
                 files.write(flushed)?;
             }
             Ok(())
@@ -91,7 +118,12 @@ fn process(job: &TableJob, rx: mpsc::Receiver<bytes::Bytes>, handle: &Handle) ->
         Ok(rows)
     })();
     match result {
-        Ok(rows) => Ok(TaskOutput { rows, orphan_rows, bytes_read: 0, files: files.finish()? }),
+        Ok(rows) => Ok(TaskOutput {
+            rows,
+            orphan_rows,
+            bytes_read: 0,
+            files: files.finish()?,
+        }),
         Err(error) => {
             files.abandon();
             Err(error)
@@ -109,7 +141,9 @@ impl TableJob {
     }
 
     fn arrow_error(&self, error: arrow::error::ArrowError) -> Error {
-        Error::Export { message: format!("partitioning {}: {error}", self.plan.table) }
+        Error::Export {
+            message: format!("partitioning {}: {error}", self.plan.table),
+        }
     }
 }
 
@@ -125,37 +159,69 @@ impl FileSink<'_> {
     fn write(&mut self, flushed: Flushed) -> Result<()> {
         let job = self.job;
         let n = job.file_counter.fetch_add(1, Ordering::SeqCst);
-        let partition = flushed.day.as_deref().map(|d| layout::partition_dir(Some(d)));
+        let partition = flushed
+            .day
+            .as_deref()
+            .map(|d| layout::partition_dir(Some(d)));
         let partition = if job.plan.partition_columns.is_empty() {
             None
         } else {
             Some(partition.unwrap_or_else(|| layout::partition_dir(None)))
         };
-        let key = layout::data_key(&job.plan.table, partition.as_deref(), &job.export_id, n, "parquet");
+        let key = layout::data_key(
+            &job.plan.table,
+            partition.as_deref(),
+            &job.export_id,
+            n,
+            "parquet",
+        );
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-        let uploading = self.handle.spawn(upload::upload(job.store.clone(), key.clone(), rx));
+        let uploading = self
+            .handle
+            .spawn(upload::upload(job.store.clone(), key.clone(), rx));
         let properties = job
             .parquet
             .properties(vec![
                 ("contrail.table".to_owned(), job.plan.table.clone()),
-                ("contrail.canonical_version".to_owned(), job.canonical_version.to_string()),
-                ("contrail.source_version".to_owned(), job.source_version.clone()),
+                (
+                    "contrail.canonical_version".to_owned(),
+                    job.canonical_version.to_string(),
+                ),
+                (
+                    "contrail.source_version".to_owned(),
+                    job.source_version.clone(),
+                ),
                 ("contrail.export_id".to_owned(), job.export_id.clone()),
             ])
-            .map_err(|e| Error::Export { message: format!("Parquet settings: {e}") })?;
-        let encoded = pq::write_file(std::slice::from_ref(&flushed.batch), ChannelWriter::new(tx), properties)
-            .map_err(|e| Error::Export { message: format!("encoding {key}: {e}") })
-            .and_then(|(stats, writer)| {
-                writer
-                    .complete()
-                    .map(|()| stats)
-                    .map_err(|e| Error::Export { message: format!("writing {key}: {e}") })
-            });
+            .map_err(|e| Error::Export {
+                message: format!("Parquet settings: {e}"),
+            })?;
+        let encoded = pq::write_file(
+            std::slice::from_ref(&flushed.batch),
+            ChannelWriter::new(tx),
+            properties,
+        )
+        .map_err(|e| Error::Export {
+            message: format!("encoding {key}: {e}"),
+        })
+        .and_then(|(stats, writer)| {
+            writer
+                .complete()
+                .map(|()| stats)
+                .map_err(|e| Error::Export {
+                    message: format!("writing {key}: {e}"),
+                })
+        });
         let stats = match encoded {
             Ok(stats) => stats,
             Err(error) => {
                 // The uploader's own error (if it failed first) explains more than ours.
-                return Err(self.handle.block_on(uploading).ok().and_then(Result::err).unwrap_or(error));
+                return Err(self
+                    .handle
+                    .block_on(uploading)
+                    .ok()
+                    .and_then(Result::err)
+                    .unwrap_or(error));
             }
         };
         let entry = FileEntry {
@@ -177,10 +243,15 @@ impl FileSink<'_> {
             let info = self
                 .handle
                 .block_on(uploading)
-                .map_err(|e| Error::Export { message: format!("uploading {}: {e}", entry.key) })??;
+                .map_err(|e| Error::Export {
+                    message: format!("uploading {}: {e}", entry.key),
+                })??;
             if info.size != entry.bytes {
                 return Err(Error::Export {
-                    message: format!("{} has {} bytes in the store, {} were written", entry.key, info.size, entry.bytes),
+                    message: format!(
+                        "{} has {} bytes in the store, {} were written",
+                        entry.key, info.size, entry.bytes
+                    ),
                 });
             }
             self.done.push(entry);
@@ -202,4 +273,3 @@ impl FileSink<'_> {
         }
     }
 }
-

@@ -13,14 +13,14 @@ use crate::error::{Error, Result};
 use crate::store::{ObjectInfo, Store};
 
 /// Bytes gathered before a chunk is handed to the uploader.
-pub const CHUNK_BYTES: usize = 1024 * 1024;
+pub(super) const CHUNK_BYTES: usize = 1024 * 1024;
 
 /// Chunks buffered between encoder and uploader per file.
-pub const CHUNKS_IN_FLIGHT: usize = 8;
+pub(super) const CHUNKS_IN_FLIGHT: usize = 8;
 
 /// What the encoder sends the uploader.
 #[derive(Debug)]
-pub enum Piece {
+pub(super) enum Piece {
     /// More bytes of the file.
     Chunk(Bytes),
     /// The file is complete: finish the object. A channel that closes without this aborts it.
@@ -29,15 +29,18 @@ pub enum Piece {
 
 /// A `Write` that sends fixed-size chunks over a channel, blocking when it is full.
 #[derive(Debug)]
-pub struct ChannelWriter {
+pub(super) struct ChannelWriter {
     tx: mpsc::Sender<Piece>,
     buffer: Vec<u8>,
 }
 
 impl ChannelWriter {
     /// A writer feeding `tx`.
-    pub fn new(tx: mpsc::Sender<Piece>) -> Self {
-        Self { tx, buffer: Vec::with_capacity(CHUNK_BYTES) }
+    pub(super) fn new(tx: mpsc::Sender<Piece>) -> Self {
+        Self {
+            tx,
+            buffer: Vec::with_capacity(CHUNK_BYTES),
+        }
     }
 
     fn send(&mut self, piece: Piece) -> std::io::Result<()> {
@@ -50,7 +53,7 @@ impl ChannelWriter {
     ///
     /// # Errors
     /// When the uploader has stopped (its own error says why).
-    pub fn complete(mut self) -> std::io::Result<()> {
+    pub(super) fn complete(mut self) -> std::io::Result<()> {
         if !self.buffer.is_empty() {
             let chunk = Bytes::from(std::mem::take(&mut self.buffer));
             self.send(Piece::Chunk(chunk))?;
@@ -63,7 +66,10 @@ impl Write for ChannelWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.buffer.extend_from_slice(buf);
         if self.buffer.len() >= CHUNK_BYTES {
-            let chunk = Bytes::from(std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES)));
+            let chunk = Bytes::from(std::mem::replace(
+                &mut self.buffer,
+                Vec::with_capacity(CHUNK_BYTES),
+            ));
             self.send(Piece::Chunk(chunk))?;
         }
         Ok(buf.len())
@@ -79,7 +85,11 @@ impl Write for ChannelWriter {
 ///
 /// # Errors
 /// The store's error, or [`Error::Export`] when the encoder stopped before completing the file.
-pub async fn upload(store: Arc<dyn Store>, key: String, mut rx: mpsc::Receiver<Piece>) -> Result<ObjectInfo> {
+pub(super) async fn upload(
+    store: Arc<dyn Store>,
+    key: String,
+    mut rx: mpsc::Receiver<Piece>,
+) -> Result<ObjectInfo> {
     let mut writer = store.create(&key).await?;
     loop {
         match rx.recv().await {
@@ -92,7 +102,9 @@ pub async fn upload(store: Arc<dyn Store>, key: String, mut rx: mpsc::Receiver<P
             Some(Piece::Done) => return writer.finish().await,
             None => {
                 let _ = writer.abort().await;
-                return Err(Error::Export { message: format!("writing {key} stopped before the file was complete") });
+                return Err(Error::Export {
+                    message: format!("writing {key} stopped before the file was complete"),
+                });
             }
         }
     }

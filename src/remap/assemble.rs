@@ -2,6 +2,7 @@
 //! through; payload columns are decoded from their raw bytes (each raw column once).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, RecordBatch};
@@ -21,14 +22,19 @@ pub fn assemble(plan: &ReadPlan, decoded: &RecordBatch) -> Result<RecordBatch, A
         let column = match output {
             Output::Column(index) => decoded.column(*index).clone(),
             Output::Payload { raw, kind, part } => {
-                if !payloads.contains_key(&(*raw, *kind)) {
-                    let bytes = decoded.column(*raw).as_binary_opt::<i32>().ok_or_else(|| {
-                        ArrowError::InvalidArgumentError(format!("payload column {raw} is not binary"))
-                    })?;
-                    let (json, raw_bytes) = split_payload_column(*kind, bytes);
-                    payloads.insert((*raw, *kind), (Arc::new(json), Arc::new(raw_bytes)));
-                }
-                let (json, raw_bytes) = &payloads[&(*raw, *kind)];
+                let (json, raw_bytes) = match payloads.entry((*raw, *kind)) {
+                    Entry::Occupied(entry) => entry.into_mut(),
+                    Entry::Vacant(entry) => {
+                        let bytes =
+                            decoded.column(*raw).as_binary_opt::<i32>().ok_or_else(|| {
+                                ArrowError::InvalidArgumentError(format!(
+                                    "payload column {raw} is not binary"
+                                ))
+                            })?;
+                        let (json, raw_bytes) = split_payload_column(*kind, bytes);
+                        entry.insert((Arc::new(json), Arc::new(raw_bytes)))
+                    }
+                };
                 match part {
                     PayloadPart::Json => json.clone(),
                     PayloadPart::Raw => raw_bytes.clone(),

@@ -137,9 +137,12 @@ pub fn plan(
                     "json_from_pickle" => (PayloadKind::Pickle, PayloadPart::Json),
                     "json_from_bytes" => (PayloadKind::XCom, PayloadPart::Json),
                     _ => {
-                        let kind = json_kind_of(canonical, version, table, raw).ok_or_else(|| {
-                            plan_error(format!("undecoded_bytes({raw}) has no JSON column decoding it"))
-                        })?;
+                        let kind =
+                            json_kind_of(canonical, version, table, raw).ok_or_else(|| {
+                                plan_error(format!(
+                                    "undecoded_bytes({raw}) has no JSON column decoding it"
+                                ))
+                            })?;
                         (kind, PayloadPart::Raw)
                     }
                 };
@@ -181,15 +184,25 @@ pub fn plan(
 }
 
 /// How the JSON column decoded from `raw` reads it, for the matching `undecoded_bytes(raw)`.
-fn json_kind_of(canonical: &CanonicalTable, version: &SchemaVersion, table: &TableSchema, raw: &str) -> Option<PayloadKind> {
-    canonical.columns.iter().find_map(|column| match canonical.source_of(column, version, table) {
-        Source::Rule { name, args } if args.first().map(String::as_str) == Some(raw) => match name.as_str() {
-            "json_from_pickle" => Some(PayloadKind::Pickle),
-            "json_from_bytes" => Some(PayloadKind::XCom),
+fn json_kind_of(
+    canonical: &CanonicalTable,
+    version: &SchemaVersion,
+    table: &TableSchema,
+    raw: &str,
+) -> Option<PayloadKind> {
+    canonical
+        .columns
+        .iter()
+        .find_map(|column| match canonical.source_of(column, version, table) {
+            Source::Rule { name, args } if args.first().map(String::as_str) == Some(raw) => {
+                match name.as_str() {
+                    "json_from_pickle" => Some(PayloadKind::Pickle),
+                    "json_from_bytes" => Some(PayloadKind::XCom),
+                    _ => None,
+                }
+            }
             _ => None,
-        },
-        _ => None,
-    })
+        })
 }
 
 fn is_payload(rule: &str) -> bool {
