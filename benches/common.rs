@@ -1,0 +1,106 @@
+//! Inputs shared by the benchmarks: a task_instance-shaped binary COPY stream, as PostgreSQL
+//! sends `COPY (SELECT …) TO STDOUT (FORMAT binary)` for the export's query.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use contrail::catalog::WireType;
+
+/// Columns of the benchmark rows: (name, Arrow type, wire type).
+pub fn columns() -> Vec<(&'static str, DataType, WireType)> {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    vec![
+        ("dag_id", DataType::Utf8, WireType::Text),
+        ("task_id", DataType::Utf8, WireType::Text),
+        ("run_id", DataType::Utf8, WireType::Text),
+        ("map_index", DataType::Int32, WireType::Int4),
+        ("logical_date", ts.clone(), WireType::Timestamp),
+        ("start_date", ts.clone(), WireType::Timestamp),
+        ("end_date", ts, WireType::Timestamp),
+        ("duration", DataType::Float64, WireType::Float8),
+        ("state", DataType::Utf8, WireType::Text),
+        ("try_number", DataType::Int32, WireType::Int4),
+        ("hostname", DataType::Utf8, WireType::Text),
+        ("pool", DataType::Utf8, WireType::Text),
+        ("executor_config", DataType::Binary, WireType::Bytea),
+        ("next_kwargs", DataType::Utf8, WireType::Jsonb),
+    ]
+}
+
+/// The Arrow schema of [`columns`].
+pub fn schema() -> Arc<Schema> {
+    Arc::new(Schema::new(
+        columns()
+            .into_iter()
+            .map(|(n, t, _)| Field::new(n, t, true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Wire types of [`columns`].
+pub fn wires() -> Vec<WireType> {
+    columns().into_iter().map(|(_, _, w)| w).collect()
+}
+
+/// A binary COPY stream of `rows` rows (header, tuples, trailer), deterministic.
+pub fn copy_stream(rows: usize) -> Vec<u8> {
+    let mut out = b"PGCOPY\n\xff\r\n\0".to_vec();
+    out.extend_from_slice(&[0; 8]);
+    let states = ["success", "failed", "skipped", "up_for_retry", "running"];
+    for i in 0..rows {
+        let fields = columns().len() as i16;
+        out.extend_from_slice(&fields.to_be_bytes());
+        let text = |out: &mut Vec<u8>, s: &str| {
+            out.extend_from_slice(&(s.len() as i32).to_be_bytes());
+            out.extend_from_slice(s.as_bytes());
+        };
+        let int4 = |out: &mut Vec<u8>, v: i32| {
+            out.extend_from_slice(&4i32.to_be_bytes());
+            out.extend_from_slice(&v.to_be_bytes());
+        };
+        let ts = |out: &mut Vec<u8>, v: i64| {
+            out.extend_from_slice(&8i32.to_be_bytes());
+            out.extend_from_slice(&v.to_be_bytes());
+        };
+        let dag = i % 97;
+        text(&mut out, &format!("etl_pipeline_{dag:03}"));
+        text(&mut out, &format!("task_{:03}", i % 41));
+        text(
+            &mut out,
+            &format!(
+                "scheduled__2024-{:02}-{:02}T00:00:00+00:00",
+                1 + i / 5000 % 12,
+                1 + i / 200 % 28
+            ),
+        );
+        int4(&mut out, if i % 13 == 0 { (i % 7) as i32 } else { -1 });
+        let base = 757_382_400_000_000i64 + (i as i64) * 60_000_000;
+        ts(&mut out, base);
+        ts(&mut out, base + 5_000_000);
+        if i % 11 == 0 {
+            out.extend_from_slice(&(-1i32).to_be_bytes());
+        } else {
+            ts(&mut out, base + 65_000_000);
+        }
+        out.extend_from_slice(&8i32.to_be_bytes());
+        out.extend_from_slice(&(60.0 + (i % 17) as f64 * 0.25).to_be_bytes());
+        text(&mut out, states[i % states.len()]);
+        int4(&mut out, 1 + (i % 3) as i32);
+        text(&mut out, &format!("worker-{}.airflow.internal", i % 8));
+        text(&mut out, "default_pool");
+        let pickle = [0x80u8, 0x05, 0x7d, 0x94, 0x2e];
+        out.extend_from_slice(&(pickle.len() as i32).to_be_bytes());
+        out.extend_from_slice(&pickle);
+        if i % 5 == 0 {
+            let json = b"\x01{\"event\": \"done\"}";
+            out.extend_from_slice(&(json.len() as i32).to_be_bytes());
+            out.extend_from_slice(json);
+        } else {
+            out.extend_from_slice(&(-1i32).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out
+}

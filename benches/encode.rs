@@ -1,0 +1,60 @@
+//! Arrow → zstd Parquet encoding throughput, and payload (pickle) decoding, the export's other
+//! CPU stages.
+
+use arrow::array::{Array, BinaryArray, RecordBatch};
+use contrail::dataset::parquet::{ParquetOptions, write_file};
+use contrail::remap::{PayloadKind, json_to_pickle, split_payload_column};
+use contrail::source::decode::BatchDecoder;
+use contrail::source::decode::copy::CopyFramer;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+mod common;
+
+const ROWS: usize = 100_000;
+
+fn batch() -> RecordBatch {
+    let stream = common::copy_stream(ROWS);
+    let mut decoder = BatchDecoder::try_new(common::schema(), &common::wires(), ROWS).unwrap();
+    let mut framer = CopyFramer::new();
+    framer.push(&stream);
+    framer
+        .drain(decoder.width(), |fields| decoder.append(fields))
+        .unwrap();
+    decoder.finish().unwrap()
+}
+
+fn encode(c: &mut Criterion) {
+    let batch = batch();
+    let mut group = c.benchmark_group("encode");
+    group.throughput(Throughput::Bytes(batch.get_array_memory_size() as u64));
+    group.bench_function("parquet_zstd3_task_instance_100k_rows", |b| {
+        b.iter(|| {
+            let props = ParquetOptions::default().properties(Vec::new()).unwrap();
+            let (stats, bytes) = write_file(
+                std::slice::from_ref(&batch),
+                Vec::with_capacity(8 << 20),
+                props,
+            )
+            .unwrap();
+            std::hint::black_box((stats, bytes));
+        })
+    });
+    group.finish();
+
+    let conf: serde_json::Value = serde_json::json!({"source": "nightly", "retries": 3, "tables": ["a", "b", "c"], "window": {"days": 7, "tz": "UTC"}});
+    let pickles: BinaryArray = (0..10_000)
+        .map(|_| Some(json_to_pickle(&conf)))
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|p| p.as_deref())
+        .collect();
+    let mut group = c.benchmark_group("payload");
+    group.throughput(Throughput::Elements(pickles.len() as u64));
+    group.bench_function("pickled_conf_to_json_10k", |b| {
+        b.iter(|| std::hint::black_box(split_payload_column(PayloadKind::Pickle, &pickles)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, encode);
+criterion_main!(benches);
