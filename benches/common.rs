@@ -1,7 +1,7 @@
 //! Inputs shared by the benchmarks: a task_instance-shaped binary COPY stream, as PostgreSQL
 //! sends `COPY (SELECT …) TO STDOUT (FORMAT binary)` for the export's query.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, missing_docs)]
 
 use std::sync::Arc;
 

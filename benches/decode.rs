@@ -1,5 +1,7 @@
 //! Binary COPY → Arrow decoding throughput, the export's first CPU stage.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use contrail::source::decode::BatchDecoder;
 use contrail::source::decode::copy::CopyFramer;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
