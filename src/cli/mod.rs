@@ -29,7 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_tracing(cli.verbose, cli.quiet);
     match cli.command {
         Command::Inspect(args) => inspect::run(args).await,
-        Command::Export(args) => export::run(args, cli.quiet).await,
+        Command::Export(args) => export::run(*args, cli.quiet).await,
     }
 }
 
