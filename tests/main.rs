@@ -5,6 +5,8 @@
 
 mod catalog;
 mod export;
+mod export_faults;
+mod export_s3;
 mod inspect;
 mod source;
 mod store;

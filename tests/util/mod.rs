@@ -6,6 +6,7 @@
 pub mod fixtures;
 pub mod moto;
 pub mod pg;
+pub mod pyarrow;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
