@@ -116,7 +116,8 @@ pub struct ExportArgs {
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
 
-    /// Only rows before this time (same forms as --since).
+    /// Only rows before this time (same forms as --since). Without --since, rows with no time
+    /// at all are included too.
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
 
