@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::export::{add_log_rows, demo_db, export_to, only_manifest, read_table, source_counts};
 use crate::export_s3::{export_s3, manifests};
+use crate::util::faulty::FaultyProxy;
 use crate::util::moto;
 use crate::util::pg::cluster;
 
@@ -84,6 +85,7 @@ fn wait_until(child: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
 /// Asserts a failed run: exit code 2 and a message on stderr containing every needle.
 fn assert_failed(out: &Output, needles: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("refused as expected: {stderr}");
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     for needle in needles {
         assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
@@ -152,6 +154,68 @@ fn a_killed_backend_fails_the_export_leaving_nothing_on_s3_and_a_rerun_completes
 }
 
 #[test]
+fn s3_errors_are_retried_then_fail_clearly_leaving_no_manifest_object_or_upload() {
+    let db = demo_db();
+    // A log file of about 6 MiB: a multipart upload, whose parts S3 keeps refusing.
+    add_log_rows(&db, 4_000, 3_072, "2024-03-05");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bucket = rt.block_on(moto::server().bucket());
+    let url = format!("s3://{bucket}/x");
+    let proxy = FaultyProxy::start(moto::server().port(), |line| {
+        line.starts_with("PUT ") && line.contains("/x/log/") && line.contains("partNumber=")
+    });
+    let env: Vec<(&str, String)> = moto::server()
+        .env()
+        .into_iter()
+        .map(|(k, v)| match k {
+            "AWS_ENDPOINT_URL" => (k, proxy.endpoint()),
+            _ => (k, v),
+        })
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let db_url = cluster().url(&db);
+    let out = crate::util::contrail(
+        &[
+            "export",
+            "--db",
+            &db_url,
+            "--to",
+            &url,
+            "--part-size-mib",
+            "5",
+        ],
+        &env,
+    );
+    assert_failed(
+        &out,
+        &[
+            "upload_part",
+            &format!("s3://{bucket}/x/log/date=2024-03-05/part-"),
+            "server errors after 5 attempts",
+        ],
+    );
+    // Every attempt reached S3 (the standard retry mode: 5 attempts, backoff with jitter).
+    assert!(proxy.failed() >= 5, "{} failed requests", proxy.failed());
+    let left = rt.block_on(moto::server().objects(&bucket, "x/"));
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(
+        rt.block_on(moto::server().pending_uploads(&bucket)),
+        Vec::<String>::new()
+    );
+
+    let out = export_s3(&db, &url, &["--part-size-mib", "5"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found = rt.block_on(manifests(&bucket, "x/"));
+    for (table, count) in source_counts(&db, &TABLES) {
+        assert_eq!(found[0].1.tables[&table].rows, count, "{table}");
+    }
+}
+
+#[test]
 fn an_unwritable_destination_fails_naming_the_object_and_removes_what_was_written() {
     let db = demo_db();
     let dir = tempfile::tempdir().unwrap();
@@ -163,7 +227,10 @@ fn an_unwritable_destination_fails_naming_the_object_and_removes_what_was_writte
         .args(["--jobs", "1"])
         .output()
         .unwrap();
-    assert_failed(&out, &["/log/date="]);
+    assert_failed(
+        &out,
+        &["/log/date=", "a file or folder of that name is in the way"],
+    );
     // dag_run, job… were written before log failed; they are removed, and no manifest exists.
     assert_eq!(files(dir.path()), ["log"]);
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod faulty;
 pub mod fixtures;
 pub mod moto;
 pub mod pg;

@@ -101,6 +101,11 @@ impl Moto {
         })
     }
 
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The endpoint URL, `http://127.0.0.1:<port>`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
