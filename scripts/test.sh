@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every contrail test: unit tests and the integration tests against a real PostgreSQL
 # server and a moto server (S3 emulator), both started by the test harness itself. Installs the
-# PostgreSQL server packages and moto (in a cached virtualenv) first when they are missing.
+# PostgreSQL server packages, moto and pyarrow (in cached virtualenvs) first when they are missing.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -12,6 +12,8 @@ CONTRAIL_PG_BIN=$(contrail_pg_bindir)
 export CONTRAIL_PG_BIN
 CONTRAIL_MOTO_SERVER=$(contrail_moto_server)
 export CONTRAIL_MOTO_SERVER
+CONTRAIL_PYTHON=$(contrail_pyarrow_python)
+export CONTRAIL_PYTHON
 
 # AWS configuration for the tests, read by the library the standard way. Nothing of the
 # developer's own AWS setup may leak in: the tests reach moto on 127.0.0.1 only.

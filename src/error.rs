@@ -85,6 +85,20 @@ pub enum Error {
         source: tokio_postgres::Error,
     },
 
+    /// The connection to PostgreSQL was lost while a table was being read.
+    #[error(
+        "lost the connection to the database while reading {table}: the server \
+         restarted, the session was terminated, or the network failed. Nothing was published; \
+         re-run the export"
+    )]
+    ConnectionLost {
+        /// The table being read.
+        table: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
     /// A table cannot be read as its canonical form.
     #[error("cannot plan the export of {table}: {message}")]
     Plan {

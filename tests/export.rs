@@ -51,7 +51,7 @@ pub(crate) fn read_table(dir: &Path, manifest: &Manifest, table: &str) -> Vec<Re
 }
 
 /// A value as PostgreSQL's text output would spell it (session time zone UTC).
-fn pg_text(array: &dyn Array, row: usize) -> Option<String> {
+pub(crate) fn pg_text(array: &dyn Array, row: usize) -> Option<String> {
     if array.is_null(row) {
         return None;
     }
@@ -86,7 +86,10 @@ fn pg_text(array: &dyn Array, row: usize) -> Option<String> {
 }
 
 /// Rows of `columns` from the Parquet batches, as text, sorted.
-fn parquet_rows(batches: &[RecordBatch], columns: &[String]) -> Vec<Vec<Option<String>>> {
+pub(crate) fn parquet_rows(
+    batches: &[RecordBatch],
+    columns: &[String],
+) -> Vec<Vec<Option<String>>> {
     let mut rows = Vec::new();
     for batch in batches {
         for row in 0..batch.num_rows() {
@@ -108,7 +111,7 @@ fn parquet_rows(batches: &[RecordBatch], columns: &[String]) -> Vec<Vec<Option<S
 }
 
 /// The same rows straight from PostgreSQL through its text protocol (an independent decoder).
-async fn source_rows(
+pub(crate) async fn source_rows(
     db: &str,
     table: &str,
     columns: &[(String, String)],
@@ -142,7 +145,7 @@ async fn source_rows(
     rows
 }
 
-fn export_to(db: &str, dir: &Path, extra: &[&str]) -> Value {
+pub(crate) fn export_to(db: &str, dir: &Path, extra: &[&str]) -> Value {
     let url = cluster().url(db);
     let mut args = vec![
         "export",
@@ -163,12 +166,83 @@ fn export_to(db: &str, dir: &Path, extra: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-#[test]
-fn a_2_10_history_round_trips_through_parquet() {
+/// A new Airflow 2.10 database holding the small history of `scripts/demo-history.sql`.
+pub(crate) fn demo_db() -> String {
     let db = cluster().db_from_fixture("airflow-2.10.5");
     let history =
         std::fs::read_to_string(crate::util::repo_root().join("scripts/demo-history.sql")).unwrap();
     cluster().psql(&db, &history);
+    db
+}
+
+/// Adds `rows` audit log rows on `day`, a millisecond apart, each with `hex_chars` of
+/// incompressible-looking hex in `extra` (values over 2 KiB are TOASTed, so the table's main
+/// relation stays small and is read as one range).
+pub(crate) fn add_log_rows(db: &str, rows: usize, hex_chars: usize, day: &str) {
+    let md5s = hex_chars.div_ceil(32).max(1);
+    cluster().psql(
+        db,
+        &format!(
+            "INSERT INTO log (dttm, dag_id, task_id, map_index, event, execution_date, run_id, \
+                              owner, extra, try_number) \
+             SELECT '{day} 00:00:00+00'::timestamptz + i * interval '1 ms', 'bulk_' || (i % 7), \
+                    'task_' || (i % 13), -1, 'bulk', '{day} 00:00:00+00', 'scheduled__{day}', \
+                    'airflow', left((SELECT string_agg(md5(i || '-' || j), '') \
+                                     FROM generate_series(1, {md5s}) j), {hex_chars}), 1 \
+             FROM generate_series(1, {rows}) i"
+        ),
+    );
+}
+
+/// Exact row counts of every table in `tables`.
+pub(crate) fn source_counts(db: &str, tables: &[&str]) -> BTreeMap<String, u64> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = cluster().client(db).await;
+        let mut out = BTreeMap::new();
+        for table in tables {
+            let count: i64 = client
+                .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                .await
+                .unwrap()
+                .get(0);
+            out.insert((*table).to_owned(), count as u64);
+        }
+        out
+    })
+}
+
+/// pyarrow reads every non-empty table of `manifest` under `root` with hive partitioning and no
+/// options: the rows the manifest promises, microsecond UTC timestamps, plain strings.
+pub(crate) fn assert_pyarrow_reads(root: &str, manifest: &Manifest, env: &[(&str, String)]) {
+    let tables: Vec<&str> = manifest
+        .tables
+        .iter()
+        .filter(|(_, t)| t.rows > 0)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert!(tables.len() > 5, "{tables:?}");
+    let read = crate::util::pyarrow::read_dataset(root, &tables, env);
+    for table in tables {
+        let entry = &read[table];
+        assert_eq!(entry["rows"], manifest.tables[table].rows, "{table}");
+        for (column, ty) in entry["fields"].as_object().unwrap() {
+            let ty = ty.as_str().unwrap();
+            assert!(!ty.starts_with("large_"), "{table}.{column} is {ty}");
+            if ty.starts_with("timestamp") {
+                assert_eq!(ty, "timestamp[us, tz=UTC]", "{table}.{column}");
+            }
+        }
+        assert_eq!(
+            entry["fields"]["dag_id"].as_str().unwrap_or("string"),
+            "string"
+        );
+    }
+}
+
+#[test]
+fn a_2_10_history_round_trips_through_parquet() {
+    let db = demo_db();
     let dir = tempfile::tempdir().unwrap();
     let summary = export_to(&db, dir.path(), &[]);
     let manifest = only_manifest(dir.path());
@@ -298,6 +372,9 @@ fn a_2_10_history_round_trips_through_parquet() {
             .iter()
             .all(|f| f.partition.is_none() && !f.key.contains("date="))
     );
+
+    // An analyst's reader agrees, with no options.
+    assert_pyarrow_reads(dir.path().to_str().unwrap(), &manifest, &[]);
 }
 
 #[test]

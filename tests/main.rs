@@ -5,6 +5,10 @@
 
 mod catalog;
 mod export;
+mod export_csv;
+mod export_faults;
+mod export_incremental;
+mod export_s3;
 mod inspect;
 mod source;
 mod store;

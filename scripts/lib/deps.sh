@@ -74,3 +74,25 @@ contrail_moto_server() {
         "moto[s3,logs,kms]==$CONTRAIL_MOTO_VERSION" flask flask-cors >&2 || return 1
     echo "$venv/bin/moto_server"
 }
+
+# Pinned pyarrow release: the tests read exported datasets with it, as analysts would.
+CONTRAIL_PYARROW_VERSION=${CONTRAIL_PYARROW_VERSION:-21.0.0}
+
+# Prints the path of a python that imports pyarrow, creating or reusing a virtualenv at
+# ${CONTRAIL_CACHE:-$HOME/.cache/contrail}/venv-pyarrow and installing pyarrow when it is missing
+# or at another version.
+contrail_pyarrow_python() {
+    local venv=${CONTRAIL_CACHE:-$HOME/.cache/contrail}/venv-pyarrow
+    if [[ -x $venv/bin/python ]] &&
+        [[ $("$venv/bin/python" -c 'import pyarrow; print(pyarrow.__version__)' 2>/dev/null) == "$CONTRAIL_PYARROW_VERSION" ]]; then
+        echo "$venv/bin/python"
+        return 0
+    fi
+    echo "contrail: installing pyarrow $CONTRAIL_PYARROW_VERSION into $venv" >&2
+    if ! python3 -m venv "$venv" >&2; then
+        echo "contrail: python3 -m venv failed; install python3-venv (apt-get install python3-venv)" >&2
+        return 1
+    fi
+    "$venv/bin/pip" install -q --disable-pip-version-check "pyarrow==$CONTRAIL_PYARROW_VERSION" >&2 || return 1
+    echo "$venv/bin/python"
+}

@@ -27,7 +27,7 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Export the history tables, as of one snapshot, to canonical Parquet in a directory or
     /// on S3; the manifest is written last.
-    Export(ExportArgs),
+    Export(Box<ExportArgs>),
 }
 
 /// Output formats for summaries.
@@ -37,6 +37,15 @@ pub enum OutputFormat {
     Human,
     /// One JSON document on stdout.
     Json,
+}
+
+/// Data file formats of `contrail export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DataFormat {
+    /// Parquet, partitioned by day (the default; what analysts' engines read).
+    Parquet,
+    /// One CSV file per table.
+    Csv,
 }
 
 /// `contrail inspect`.
@@ -107,7 +116,8 @@ pub struct ExportArgs {
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
 
-    /// Only rows before this time (same forms as --since).
+    /// Only rows before this time (same forms as --since). Without --since, rows with no time
+    /// at all are included too.
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
 
@@ -127,6 +137,11 @@ pub struct ExportArgs {
     #[arg(long, value_name = "MIB", default_value_t = crate::export::DEFAULT_MEMORY_PER_JOB / (1024 * 1024))]
     pub memory_per_job: usize,
 
+    /// File format: day-partitioned Parquet, or one CSV file per table (RFC 4180, header row,
+    /// NULL as an empty field and the empty string as "").
+    #[arg(long, value_enum, default_value_t = DataFormat::Parquet)]
+    pub format: DataFormat,
+
     /// zstd compression level of Parquet files (1-22).
     #[arg(long, default_value_t = crate::dataset::parquet::DEFAULT_ZSTD_LEVEL)]
     pub zstd_level: i32,
@@ -138,6 +153,11 @@ pub struct ExportArgs {
     /// KMS key for --sse aws:kms (default: the bucket's AWS managed key).
     #[arg(long, value_name = "KEY")]
     pub kms_key_id: Option<String>,
+
+    /// Part size of S3 multipart uploads, in MiB (5 to 5120); files smaller than one part are
+    /// sent in one request.
+    #[arg(long, value_name = "MIB", default_value_t = crate::store::DEFAULT_PART_SIZE / (1024 * 1024))]
+    pub part_size_mib: usize,
 
     /// Print the plan (tables, estimated rows, ranges, object keys) and write nothing.
     #[arg(long)]

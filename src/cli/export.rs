@@ -8,10 +8,11 @@ use anyhow::{Context as _, bail};
 use chrono::Utc;
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_BORDERS_ONLY};
 
-use crate::cli::args::{ExportArgs, OutputFormat};
+use crate::cli::args::{DataFormat, ExportArgs, OutputFormat};
 use crate::cli::progress::Bars;
 use crate::cli::time::parse_time;
 use crate::cli::{EXIT_OK, database_url};
+use crate::dataset::layout::FileFormat;
 use crate::dataset::parquet::ParquetOptions;
 use crate::export::{self, ExportOptions, ExportSummary, TableSelection, TimeWindow};
 use crate::store::StoreOptions;
@@ -45,7 +46,8 @@ pub(super) async fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<ExitCod
             "--incremental continues from the last export's watermark; it cannot be combined with --since"
         );
     }
-    let mut store = StoreOptions::default();
+    let mut store =
+        StoreOptions::default().with_part_size(args.part_size_mib.saturating_mul(1024 * 1024));
     match args.sse.as_deref() {
         None => {}
         Some("aws:kms") => store = store.with_sse_kms(args.kms_key_id.clone()),
@@ -73,6 +75,10 @@ pub(super) async fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<ExitCod
         .with_incremental(args.incremental)
         .with_jobs(args.jobs)
         .with_memory_per_job(args.memory_per_job.saturating_mul(1024 * 1024))
+        .with_format(match args.format {
+            DataFormat::Parquet => FileFormat::Parquet,
+            DataFormat::Csv => FileFormat::Csv,
+        })
         .with_parquet(ParquetOptions::default().with_zstd_level(args.zstd_level))
         .with_store(store)
         .with_dry_run(args.dry_run)

@@ -7,6 +7,7 @@ mod inspect;
 mod progress;
 mod time;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 pub use args::{Cli, Command, OutputFormat};
@@ -29,7 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_tracing(cli.verbose, cli.quiet);
     match cli.command {
         Command::Inspect(args) => inspect::run(args).await,
-        Command::Export(args) => export::run(args, cli.quiet).await,
+        Command::Export(args) => export::run(*args, cli.quiet).await,
     }
 }
 
@@ -65,6 +66,7 @@ fn init_tracing(verbose: u8, quiet: bool) {
     // A second initialisation (tests calling run twice) is harmless; ignore it.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -16,6 +16,27 @@ pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 /// Name of the partition column in paths.
 pub const PARTITION_COLUMN: &str = "date";
 
+/// How data files are encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    /// Parquet, partitioned by day: what analysts' engines and `contrail import` read.
+    #[default]
+    Parquet,
+    /// One RFC 4180 CSV file per table, not partitioned.
+    Csv,
+}
+
+impl FileFormat {
+    /// The name in manifests (`file_format`) and the file extension.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileFormat::Parquet => "parquet",
+            FileFormat::Csv => "csv",
+        }
+    }
+}
+
 /// The partition folder for a day (`YYYY-MM-DD`), or for rows with no time.
 pub fn partition_dir(day: Option<&str>) -> String {
     format!("{PARTITION_COLUMN}={}", day.unwrap_or(NULL_PARTITION))

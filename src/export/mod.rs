@@ -16,6 +16,7 @@ use serde::Serialize;
 pub use plan::{ExportPlan, TablePlan, TableSelection, TimeWindow};
 pub use run::run;
 
+use crate::dataset::layout::FileFormat;
 use crate::dataset::parquet::ParquetOptions;
 use crate::source::DatabaseUrl;
 use crate::store::StoreOptions;
@@ -60,6 +61,7 @@ pub struct ExportOptions {
     pub(crate) jobs: usize,
     pub(crate) memory_per_job: usize,
     pub(crate) batch_rows: usize,
+    pub(crate) format: FileFormat,
     pub(crate) parquet: ParquetOptions,
     pub(crate) store: StoreOptions,
     pub(crate) dry_run: bool,
@@ -76,6 +78,7 @@ impl std::fmt::Debug for ExportOptions {
             .field("window", &self.window)
             .field("incremental", &self.incremental)
             .field("jobs", &self.jobs)
+            .field("format", &self.format)
             .field("dry_run", &self.dry_run)
             .finish_non_exhaustive()
     }
@@ -96,6 +99,7 @@ impl ExportOptions {
             jobs: DEFAULT_JOBS,
             memory_per_job: DEFAULT_MEMORY_PER_JOB,
             batch_rows: crate::source::read::DEFAULT_BATCH_ROWS,
+            format: FileFormat::default(),
             parquet: ParquetOptions::default(),
             store: StoreOptions::default(),
             dry_run: false,
@@ -156,6 +160,13 @@ impl ExportOptions {
     /// Rows per decoded batch. Default [`crate::source::read::DEFAULT_BATCH_ROWS`].
     pub fn with_batch_rows(mut self, rows: usize) -> Self {
         self.batch_rows = rows.max(1);
+        self
+    }
+
+    /// File format: day-partitioned Parquet, or one CSV file per table (read by one task, so
+    /// not in parallel within a table). Default [`FileFormat::Parquet`].
+    pub fn with_format(mut self, format: FileFormat) -> Self {
+        self.format = format;
         self
     }
 

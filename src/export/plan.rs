@@ -105,6 +105,10 @@ impl TimeWindow {
 
     /// The SQL predicate on `t` for a table with these time columns (first non-NULL wins), or
     /// `None` when the window is open. Tables without time columns are never restricted.
+    ///
+    /// A row whose time columns are all NULL counts as older than any time: it is in a window
+    /// without a lower bound and in no other. So the first of a series of `--incremental`
+    /// exports includes it and the next ones do not, and no row falls between two windows.
     pub fn predicate(&self, time_columns: &[String]) -> Option<String> {
         if self.is_open() || time_columns.is_empty() {
             return None;
@@ -121,8 +125,15 @@ impl TimeWindow {
         if let Some(since) = self.since {
             parts.push(format!("{time} >= '{}'::timestamptz", rfc3339(since)));
         }
-        if let Some(until) = self.until {
-            parts.push(format!("{time} < '{}'::timestamptz", rfc3339(until)));
+        match (self.since, self.until) {
+            (None, Some(until)) => parts.push(format!(
+                "({time} < '{}'::timestamptz OR {time} IS NULL)",
+                rfc3339(until)
+            )),
+            (Some(_), Some(until)) => {
+                parts.push(format!("{time} < '{}'::timestamptz", rfc3339(until)));
+            }
+            (_, None) => {}
         }
         Some(parts.join(" AND "))
     }
@@ -194,6 +205,17 @@ mod tests {
             )
         );
         assert_eq!(window.predicate(&[]), None);
+        let until = TimeWindow {
+            since: None,
+            until: Some(Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()),
+        };
+        assert_eq!(
+            until.predicate(&["dttm".into()]).as_deref(),
+            Some(
+                "(coalesce(t.\"dttm\"::timestamptz) < '2024-01-01T00:00:00.000000Z'::timestamptz \
+                 OR coalesce(t.\"dttm\"::timestamptz) IS NULL)"
+            )
+        );
         assert_eq!(TimeWindow::default().predicate(&["x".into()]), None);
     }
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::catalog::Catalog;
 use crate::catalog::detect::{self, quote_ident};
-use crate::dataset::layout;
+use crate::dataset::layout::{self, FileFormat};
 use crate::dataset::manifest::{
     FileEntry, MANIFEST_FORMAT, Manifest, SourceInfo, TableEntry, Window,
 };
@@ -100,20 +100,28 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
             );
         }
         let window_predicate = table_window.predicate(&time_columns);
-        let ranges = ranges::split(
-            snapshot.client(),
-            &options.schema,
-            name,
-            live_table,
-            options.jobs,
-            ranges::DEFAULT_MIN_RANGE_PAGES,
-        )
-        .await?;
+        // One CSV file per table means one writer, so one task reads the whole table.
+        let ranges = match options.format {
+            FileFormat::Csv => vec![ranges::Range::whole()],
+            FileFormat::Parquet => {
+                ranges::split(
+                    snapshot.client(),
+                    &options.schema,
+                    name,
+                    live_table,
+                    options.jobs,
+                    ranges::DEFAULT_MIN_RANGE_PAGES,
+                )
+                .await?
+            }
+        };
         let estimated_rows = estimate_rows(snapshot.client(), &options.schema, name).await?;
         options
             .progress
             .table_planned(name, estimated_rows.max(0) as u64);
-        let partitioned = !plan.partition_columns.is_empty();
+        let partitioned =
+            !plan.partition_columns.is_empty() && options.format == FileFormat::Parquet;
+        let extension = options.format.name();
         table_plans.push(TablePlan {
             table: name.clone(),
             estimated_rows,
@@ -121,9 +129,9 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
             time_columns: time_columns.clone(),
             window: window_predicate.clone(),
             object_keys: if partitioned {
-                format!("{name}/date=YYYY-MM-DD/part-{export_id}-NNNNN.parquet")
+                format!("{name}/date=YYYY-MM-DD/part-{export_id}-NNNNN.{extension}")
             } else {
-                format!("{name}/part-{export_id}-NNNNN.parquet")
+                format!("{name}/part-{export_id}-NNNNN.{extension}")
             },
             missing_columns: plan.missing_columns.clone(),
         });
@@ -134,6 +142,7 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
             file_counter: Arc::new(AtomicUsize::new(0)),
             parquet: options.parquet.clone(),
             batch_rows: options.batch_rows,
+            format: options.format,
             memory_budget: options.memory_per_job,
             canonical_version: catalog.canonical_version(),
             source_version: version.id.clone(),
@@ -258,7 +267,7 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
         },
         started_at: rfc3339(started_at),
         finished_at: rfc3339(Utc::now()),
-        file_format: "parquet".to_owned(),
+        file_format: options.format.name().to_owned(),
         tables: manifest_tables,
     };
     let body = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Export {

@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
-use crate::dataset::layout;
+use crate::dataset::csv::CsvWriter;
+use crate::dataset::layout::{self, FileFormat};
 use crate::dataset::manifest::FileEntry;
 use crate::dataset::parquet::{self as pq, ParquetOptions};
 use crate::dataset::partition::{Flushed, Partitioner};
@@ -34,6 +35,7 @@ pub(crate) struct TableJob {
     pub(crate) file_counter: Arc<AtomicUsize>,
     pub(crate) parquet: ParquetOptions,
     pub(crate) batch_rows: usize,
+    pub(crate) format: FileFormat,
     pub(crate) memory_budget: usize,
     pub(crate) canonical_version: u32,
     pub(crate) source_version: String,
@@ -58,7 +60,10 @@ pub(crate) async fn run(
     let (tx, rx) = mpsc::channel(read::DEFAULT_CHUNKS_IN_FLIGHT);
     let handle = Handle::current();
     let processor_job = job.clone();
-    let processor = tokio::task::spawn_blocking(move || process(&processor_job, rx, &handle));
+    let processor = tokio::task::spawn_blocking(move || match processor_job.format {
+        FileFormat::Parquet => process(&processor_job, rx, &handle),
+        FileFormat::Csv => process_csv(&processor_job, rx, &handle),
+    });
     let statement = job.plan.copy_statement(predicate.as_deref());
     let copied = read::copy_out(client, &job.plan.table, &statement, tx).await;
     let processed = processor.await.map_err(|e| Error::Export {
@@ -129,6 +134,79 @@ fn process(
             Err(error)
         }
     }
+}
+
+/// Writes the whole table as one CSV file, streaming rows as they are decoded (unsorted: sorting
+/// would hold the table in memory).
+fn process_csv(
+    job: &TableJob,
+    rx: mpsc::Receiver<bytes::Bytes>,
+    handle: &Handle,
+) -> Result<TaskOutput> {
+    let key = layout::data_key(&job.plan.table, None, &job.export_id, 0, "csv");
+    let (tx, pieces) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let uploading = handle.spawn(upload::upload(job.store.clone(), key.clone(), pieces));
+    let write_error = |e: std::io::Error| Error::Export {
+        message: format!("writing {key}: {e}"),
+    };
+    let mut orphan_rows = 0u64;
+    let written = (|| -> Result<FileEntry> {
+        let mut writer = CsvWriter::try_new(ChannelWriter::new(tx), &job.plan.output_schema)
+            .map_err(write_error)?;
+        read::decode_chunks(&job.plan, rx, job.batch_rows, |decoded| {
+            job.progress
+                .rows(&job.plan.table, decoded.num_rows() as u64);
+            if let Some(flag) = job.plan.orphan_flag {
+                orphan_rows += decoded.column(flag).as_boolean().true_count() as u64;
+            }
+            let canonical = remap::assemble(&job.plan, &decoded).map_err(|e| Error::Export {
+                message: format!("remapping {}: {e}", job.plan.table),
+            })?;
+            writer.write(&canonical).map_err(write_error)
+        })?;
+        let (stats, channel) = writer.finish().map_err(write_error)?;
+        channel.complete().map_err(write_error)?;
+        Ok(FileEntry {
+            key: key.clone(),
+            partition: None,
+            rows: stats.rows,
+            bytes: stats.bytes,
+            sha256: stats.sha256,
+        })
+    })();
+    // On error the channel is closed without `Done`, so the upload aborts; wait for that.
+    let uploaded = handle.block_on(uploading).map_err(|e| Error::Export {
+        message: format!("uploading {key}: {e}"),
+    });
+    let entry = match (written, uploaded) {
+        (Ok(entry), Ok(Ok(info))) => {
+            check_size(&entry, &info)?;
+            entry
+        }
+        // A store error is the cause when the upload failed first; otherwise the upload
+        // only stopped because the rows did.
+        (Err(_), Ok(Err(error))) if error.store_kind().is_some() => return Err(error),
+        (Err(error), _) | (Ok(_), Err(error)) | (Ok(_), Ok(Err(error))) => return Err(error),
+    };
+    Ok(TaskOutput {
+        rows: entry.rows,
+        orphan_rows,
+        bytes_read: 0,
+        files: vec![entry],
+    })
+}
+
+/// The store must hold exactly the bytes that were encoded.
+fn check_size(entry: &FileEntry, info: &ObjectInfo) -> Result<()> {
+    if info.size == entry.bytes {
+        return Ok(());
+    }
+    Err(Error::Export {
+        message: format!(
+            "{} has {} bytes in the store, {} were written",
+            entry.key, info.size, entry.bytes
+        ),
+    })
 }
 
 impl TableJob {
@@ -246,14 +324,7 @@ impl FileSink<'_> {
                 .map_err(|e| Error::Export {
                     message: format!("uploading {}: {e}", entry.key),
                 })??;
-            if info.size != entry.bytes {
-                return Err(Error::Export {
-                    message: format!(
-                        "{} has {} bytes in the store, {} were written",
-                        entry.key, info.size, entry.bytes
-                    ),
-                });
-            }
+            check_size(&entry, &info)?;
             self.done.push(entry);
         }
         Ok(())

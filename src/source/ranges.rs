@@ -52,7 +52,7 @@ pub async fn split(
     let wanted = (jobs as i64 * RANGES_PER_JOB).max(1);
     let per_range = (pages / wanted).max(min_pages.max(1));
     if pages <= per_range {
-        return Ok(vec![whole()]);
+        return Ok(vec![Range::whole()]);
     }
     if server >= 140_000 {
         return Ok(page_ranges(pages, per_range));
@@ -61,7 +61,7 @@ pub async fn split(
         .column("id")
         .is_some_and(|c| matches!(c.ty, PgType::Integer | PgType::BigInt));
     if !has_int_id {
-        return Ok(vec![whole()]);
+        return Ok(vec![Range::whole()]);
     }
     let bounds = client
         .query_one(
@@ -75,15 +75,18 @@ pub async fn split(
         .await
         .map_err(Error::query(table))?;
     let (Some(min), Some(max)): (Option<i64>, Option<i64>) = (bounds.get(0), bounds.get(1)) else {
-        return Ok(vec![whole()]);
+        return Ok(vec![Range::whole()]);
     };
     Ok(key_ranges(min, max, (pages / per_range).max(1)))
 }
 
-fn whole() -> Range {
-    Range {
-        predicate: None,
-        label: "whole table".to_owned(),
+impl Range {
+    /// The whole table.
+    pub fn whole() -> Range {
+        Range {
+            predicate: None,
+            label: "whole table".to_owned(),
+        }
     }
 }
 

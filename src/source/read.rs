@@ -28,7 +28,8 @@ const COALESCE_BYTES: usize = 256 * 1024;
 /// receiver is gone (the decoder failed and reports why).
 ///
 /// # Errors
-/// [`Error::Query`] naming `table` when the server fails or the connection drops.
+/// [`Error::ConnectionLost`] naming `table` when the connection drops, [`Error::Query`] when
+/// the server fails the query.
 pub async fn copy_out(
     client: &Client,
     table: &str,
@@ -38,12 +39,12 @@ pub async fn copy_out(
     let stream = client
         .copy_out(statement)
         .await
-        .map_err(Error::query(table))?;
+        .map_err(|e| read_error(table, e))?;
     futures_util::pin_mut!(stream);
     let mut total = 0u64;
     let mut pending = bytes::BytesMut::with_capacity(COALESCE_BYTES * 2);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(Error::query(table))?;
+        let chunk = chunk.map_err(|e| read_error(table, e))?;
         total += chunk.len() as u64;
         pending.extend_from_slice(&chunk);
         if pending.len() >= COALESCE_BYTES && chunks.send(pending.split().freeze()).await.is_err() {
@@ -54,6 +55,18 @@ pub async fn copy_out(
         let _ = chunks.send(pending.freeze()).await;
     }
     Ok(total)
+}
+
+/// A lost connection says so; anything else is a failed query.
+fn read_error(table: &str, error: tokio_postgres::Error) -> Error {
+    if error.is_closed() {
+        Error::ConnectionLost {
+            table: table.to_owned(),
+            source: error,
+        }
+    } else {
+        Error::query(table)(error)
+    }
 }
 
 /// Decodes COPY chunks from `chunks` into batches of about `batch_rows` rows and hands each to

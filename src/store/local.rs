@@ -343,6 +343,10 @@ fn io_error(operation: &'static str, object: String, e: std::io::Error) -> Error
             StoreErrorKind::Other,
             "; check the directory's owner and permissions",
         ),
+        K::NotADirectory | K::IsADirectory => (
+            StoreErrorKind::Other,
+            "; a file or folder of that name is in the way: move it, or choose another destination",
+        ),
         K::StorageFull | K::QuotaExceeded => (
             StoreErrorKind::Other,
             "; free disk space or choose another destination",

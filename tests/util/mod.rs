@@ -3,9 +3,11 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod faulty;
 pub mod fixtures;
 pub mod moto;
 pub mod pg;
+pub mod pyarrow;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

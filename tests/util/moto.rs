@@ -20,6 +20,19 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 
+/// One object as S3 lists it.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    /// The full key.
+    pub key: String,
+    /// Bytes.
+    pub size: u64,
+    /// ETag without quotes; multipart objects end in `-<parts>`.
+    pub etag: String,
+    /// Seconds and nanoseconds since the epoch.
+    pub last_modified: (i64, u32),
+}
+
 /// Test credentials and region that moto accepts (it checks no signature).
 pub const ACCESS_KEY: &str = "testing";
 /// See [`ACCESS_KEY`].
@@ -30,6 +43,8 @@ pub const REGION: &str = "us-east-1";
 /// The running server.
 pub struct Moto {
     port: u16,
+    /// The server's output: werkzeug logs one line per request, in the order they complete.
+    log: PathBuf,
     /// Kept so the child is not reaped early; the watchdog kills it.
     _child: Mutex<Child>,
 }
@@ -81,8 +96,14 @@ impl Moto {
         eprintln!("moto ready on port {port} in {:.2?}", started.elapsed());
         Ok(Moto {
             port,
+            log,
             _child: Mutex::new(child),
         })
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// The endpoint URL, `http://127.0.0.1:<port>`.
@@ -133,6 +154,71 @@ impl Moto {
                 )
             });
         name
+    }
+
+    /// The request lines the server logged so far (`PUT /bucket/key?partNumber=1… HTTP/1.1`),
+    /// in the order the requests completed.
+    pub fn requests(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| {
+                let start = line.find('"')? + 1;
+                let end = start + line[start..].find('"')?;
+                Some(line[start..end].to_owned())
+            })
+            .collect()
+    }
+
+    /// Every object under `prefix` of `bucket`: key, size, ETag and last-modified time.
+    pub async fn objects(&self, bucket: &str, prefix: &str) -> Vec<StoredObject> {
+        let client = self.client();
+        let mut pages = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.unwrap_or_else(|e| {
+                panic!("listing: {}", aws_sdk_s3::error::DisplayErrorContext(&e))
+            });
+            for object in page.contents() {
+                out.push(StoredObject {
+                    key: object.key().unwrap_or_default().to_owned(),
+                    size: object.size().unwrap_or_default() as u64,
+                    etag: object
+                        .e_tag()
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                        .to_owned(),
+                    last_modified: object
+                        .last_modified()
+                        .map(|t| (t.secs(), t.subsec_nanos()))
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// The bytes of object `key` of `bucket`.
+    pub async fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let out = self
+            .client()
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "getting {key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            });
+        out.body.collect().await.unwrap().into_bytes().to_vec()
     }
 
     /// Keys of the multipart uploads started and neither completed nor aborted in `bucket`.

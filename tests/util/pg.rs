@@ -25,6 +25,8 @@ pub struct PgCluster {
 
 static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
 static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+/// Serialises edits of pg_hba.conf.
+static HBA: Mutex<()> = Mutex::new(());
 
 /// The shared cluster, started on first use.
 pub fn cluster() -> &'static PgCluster {
@@ -176,6 +178,75 @@ impl PgCluster {
             file.display(),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Runs one query with psql against `db` and returns its unaligned output.
+    pub fn psql_value(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url(db),
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("running psql");
+        assert!(
+            out.status.success(),
+            "psql failed on {db}: {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A login role `name` that must give `password` over TCP (scram-sha-256), while everyone
+    /// else keeps trust authentication: a rule for it goes first in pg_hba.conf, then the server
+    /// reloads its configuration.
+    pub fn password_role(&self, name: &str, password: &str) {
+        let _guard = HBA.lock().unwrap_or_else(|p| p.into_inner());
+        let exists = self.psql_value(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{name}'"),
+        );
+        if exists == "1" {
+            return;
+        }
+        self.psql(
+            "postgres",
+            &format!("CREATE ROLE {name} LOGIN SUPERUSER PASSWORD '{password}'"),
+        );
+        let hba = PathBuf::from(self.psql_value("postgres", "SHOW hba_file"));
+        let rules = std::fs::read_to_string(&hba).expect("reading pg_hba.conf");
+        std::fs::write(
+            &hba,
+            format!("host all {name} 127.0.0.1/32 scram-sha-256\n{rules}"),
+        )
+        .expect("writing pg_hba.conf");
+        self.psql_value("postgres", "SELECT pg_reload_conf()");
+        // The postmaster rereads the file asynchronously; wait until the rule applies.
+        let wrong = format!(
+            "postgresql://{name}:not-{password}@127.0.0.1:{}/postgres",
+            self.port
+        );
+        for _ in 0..100 {
+            let refused = !Command::new(self.bin.join("psql"))
+                .args(["-X", "-w", "-d", &wrong, "-c", "SELECT 1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("running psql")
+                .success();
+            if refused {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the password rule for {name} did not take effect");
     }
 
     /// A new empty database; returns its name.
