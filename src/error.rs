@@ -85,6 +85,15 @@ pub enum Error {
         source: tokio_postgres::Error,
     },
 
+    /// The synthetic history generator cannot fill a table as asked.
+    #[error("generate {table}: {message}")]
+    Generate {
+        /// The table concerned.
+        table: String,
+        /// What is wrong and what to do about it.
+        message: String,
+    },
+
     /// A local file could not be read or written.
     #[error("{path}: {source}")]
     Io {

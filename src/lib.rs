@@ -3,11 +3,13 @@
 //! analyst can use it.
 //!
 //! The pipeline stages are modules: [`catalog`] (what each Airflow version's schema is),
-//! [`source`] (reading PostgreSQL), and [`cli`] (the command line).
+//! [`source`] (reading PostgreSQL), [`generate`] (synthetic history for tests and benchmarks),
+//! and [`cli`] (the command line).
 
 pub mod catalog;
 pub mod cli;
 pub mod error;
+pub mod generate;
 pub mod source;
 
 pub use error::{Error, Result};

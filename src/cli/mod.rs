@@ -2,6 +2,7 @@
 //! JSON rendering of what the library returns. The library never sees clap.
 
 mod args;
+mod generate;
 mod inspect;
 
 use std::process::ExitCode;
@@ -26,6 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_tracing(cli.verbose, cli.quiet);
     match cli.command {
         Command::Inspect(args) => inspect::run(args).await,
+        Command::Generate(args) => generate::run(args).await,
     }
 }
 
