@@ -73,11 +73,11 @@ pub(crate) fn dag_id(rng: &mut Rng, index: u32) -> String {
 /// A task id unique within its DAG.
 pub(crate) fn task_id(rng: &mut Rng, index: u32, sensor: bool, mapped: bool) -> String {
     let stem = if sensor {
-        *rng.pick(&["wait_for_file", "wait_for_upstream", "attendre_partition"])
+        rng.pick(&["wait_for_file", "wait_for_upstream", "attendre_partition"])
     } else if mapped {
-        *rng.pick(&["process_file", "traiter_lot", "score_shard"])
+        rng.pick(&["process_file", "traiter_lot", "score_shard"])
     } else {
-        *rng.pick(TASK_WORDS)
+        rng.pick(TASK_WORDS)
     };
     format!("{stem}_{index}")
 }
@@ -88,7 +88,7 @@ pub(crate) fn manual_conf(rng: &mut Rng) -> String {
         0 => json!({"raison": "relance après incident ✓", "force": true}),
         1 => json!({"date_cible": "2024-01-05", "tables": ["ventes", "clients"], "limite": 1000}),
         2 => json!({"comment": "手動実行", "retries": 2, "dry_run": false, "ratio": 0.25}),
-        _ => json!({"partition": format!("p{}", rng.range(0, 500)), "owner": *rng.pick(USERS)}),
+        _ => json!({"partition": format!("p{}", rng.range(0, 500)), "owner": rng.pick(USERS)}),
     };
     value.to_string()
 }
@@ -106,7 +106,7 @@ pub(crate) fn xcom_value(rng: &mut Rng) -> String {
                         "id": i,
                         "client": format!("Société Générale n°{i}"),
                         "montant": (rng.range(0, 1_000_000) as f64) / 100.0,
-                        "ville": *rng.pick(&["Zürich", "São Paulo", "Москва", "北京", "Reykjavík"]),
+                        "ville": rng.pick(&["Zürich", "São Paulo", "Москва", "北京", "Reykjavík"]),
                         "ok": rng.chance(0.9),
                     })
                 })
@@ -115,7 +115,7 @@ pub(crate) fn xcom_value(rng: &mut Rng) -> String {
     } else if roll < 0.70 {
         json!({
             "rows": rng.range(0, 5_000_000),
-            "status": *rng.pick(&["ok", "partiel", "完了"]),
+            "status": rng.pick(&["ok", "partiel", "完了"]),
             "table": format!("ventes_{}", rng.range(2019, 2025)),
             "note": "naïve café ✓",
         })
@@ -164,14 +164,14 @@ pub(crate) fn log_extra(rng: &mut Rng, dag_id: &str, task_id: &str, host: &str) 
     json!({
         "host_name": host,
         "full_command": format!("['airflow', 'tasks', 'run', '{dag_id}', '{task_id}', '--local']"),
-        "remarque": *rng.pick(&["relancé par l’équipe ✓", "自動", "ok"]),
+        "remarque": rng.pick(&["relancé par l’équipe ✓", "自動", "ok"]),
     })
     .to_string()
 }
 
 /// A short note on a run or a task instance.
 pub(crate) fn note(rng: &mut Rng) -> String {
-    (*rng.pick(&[
+    (rng.pick(&[
         "Relancé après la panne du entrepôt — voir INC-4521 ✓",
         "Данные пришли с опозданием",
         "上流の遅延のため再実行しました",

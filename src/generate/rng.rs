@@ -64,8 +64,8 @@ impl Rng {
     }
 
     /// One element of a non-empty slice.
-    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.range(0, items.len() as i64) as usize]
+    pub(crate) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.range(0, items.len() as i64) as usize]
     }
 
     /// Log-normal with median `median` and shape `sigma`: durations, sizes.

@@ -207,7 +207,7 @@ impl World {
         let conf =
             (kind == RunKind::Manual).then(|| crate::generate::content::manual_conf(&mut rng));
         let user = matches!(kind, RunKind::Manual | RunKind::Backfill)
-            .then(|| *rng.pick(crate::generate::content::USERS));
+            .then(|| rng.pick(crate::generate::content::USERS));
 
         let planned_start = queued_at + rng.range(500_000, 3 * SECOND);
         let duration = self.lay_out(dag, k, fails.then_some(failing_task), tis);

@@ -354,8 +354,8 @@ fn build_dag(seed: u64, index: u32, n_dags: u32, features: &Features) -> Dag {
             TaskKind::RescheduleSensor | TaskKind::DeferrableSensor
         );
         let (operator, custom) = match kind {
-            TaskKind::RescheduleSensor => (*trng.pick(&["S3KeySensor", "FileSensor"]), None),
-            TaskKind::DeferrableSensor => (*trng.pick(&["ExternalTaskSensor", "HttpSensor"]), None),
+            TaskKind::RescheduleSensor => (trng.pick(&["S3KeySensor", "FileSensor"]), None),
+            TaskKind::DeferrableSensor => (trng.pick(&["ExternalTaskSensor", "HttpSensor"]), None),
             TaskKind::Branch => ("BranchPythonOperator", None),
             TaskKind::Mapped => ("_PythonDecoratedOperator", Some("@task")),
             TaskKind::Plain => match trng.range(0, 6) {
@@ -390,7 +390,7 @@ fn build_dag(seed: u64, index: u32, n_dags: u32, features: &Features) -> Dag {
             retries: if index == 0 {
                 2
             } else {
-                *trng.pick(&[0, 0, 1, 1, 2, 3])
+                trng.pick(&[0, 0, 1, 1, 2, 3])
             },
             pool: trng.pick(&[
                 "default_pool",
