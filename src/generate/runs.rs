@@ -199,7 +199,8 @@ impl World {
             kind,
             logical.unwrap_or(queued_at),
         );
-        let fails = rng.chance(dag.fail_rate);
+        // DAG 0's running newest run must show every in-flight state: it does not fail.
+        let fails = rng.chance(dag.fail_rate) && !(last && dag.index == 0);
         let failing_task = rng.range(0, dag.tasks.len() as i64) as u32;
         let orphan =
             f.ti_by_execution_date && !last && (rng.chance(0.003) || (dag.index == 2 && k == 0));
@@ -213,11 +214,12 @@ impl World {
         let duration = self.lay_out(dag, k, fails.then_some(failing_task), tis);
         let queued_only = last && dag.tail == Tail::Queued;
         let start = if last && dag.tail == Tail::Running {
-            // Now falls just after the last layer started: its task instances are in flight.
-            let last_layer = tis.iter().map(|t| dag.tasks[t.task as usize].layer).max();
+            // Now falls just after the first layer after the root started: its task instances
+            // are in flight, the rest have not begun.
+            let layer = tis.iter().map(|t| dag.tasks[t.task as usize].layer).max().unwrap_or(0).min(1);
             let frontier = tis
                 .iter()
-                .filter(|t| Some(dag.tasks[t.task as usize].layer) == last_layer)
+                .filter(|t| dag.tasks[t.task as usize].layer == layer)
                 .filter_map(|t| t.start)
                 .max()
                 .unwrap_or(duration / 2);

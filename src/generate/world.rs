@@ -324,7 +324,7 @@ fn build_dag(seed: u64, index: u32, n_dags: u32, features: &Features) -> Dag {
     } else {
         rng.range(1, 5) as u32
     };
-    let has_branch = n_tasks >= 4 && rng.chance(0.25);
+    let has_branch = index != 0 && n_tasks >= 4 && rng.chance(0.25);
     let trigger = if features.dataset_run_type.is_some() && index % 8 == 5 {
         Trigger::Dataset
     } else {
