@@ -3,13 +3,14 @@
 //! analyst can use it.
 //!
 //! The pipeline stages are modules: [`catalog`] (what each Airflow version's schema is),
-//! [`source`] (reading PostgreSQL), [`generate`] (synthetic history for tests and benchmarks),
-//! and [`cli`] (the command line).
+//! [`source`] (reading PostgreSQL), [`remap`] (pure value and column transforms), [`generate`]
+//! (synthetic history for tests and benchmarks), and [`cli`] (the command line).
 
 pub mod catalog;
 pub mod cli;
 pub mod error;
 pub mod generate;
+pub mod remap;
 pub mod source;
 
 pub use error::{Error, Result};

@@ -65,14 +65,30 @@ async fn fills_every_fixture_consistently() {
         let written: Vec<&str> = summary.tables.iter().map(|t| t.table.as_str()).collect();
         assert_eq!(written, expected, "{name}: tables in load order");
         for table in &summary.tables {
-            let rows = count(&client, &format!("SELECT count(*) FROM \"{}\"", table.table)).await;
+            let rows = count(
+                &client,
+                &format!("SELECT count(*) FROM \"{}\"", table.table),
+            )
+            .await;
             assert_eq!(rows as u64, table.rows, "{name}: {}", table.table);
-            let always = ["dag_run", "task_instance", "xcom", "log", "job", "slot_pool", "variable", "connection"];
+            let always = [
+                "dag_run",
+                "task_instance",
+                "xcom",
+                "log",
+                "job",
+                "slot_pool",
+                "variable",
+                "connection",
+            ];
             if always.contains(&table.table.as_str()) {
                 assert!(table.rows > 0, "{name}: {} is empty", table.table);
             }
         }
-        assert!((500..=900).contains(&summary.task_instances), "{name}: {summary:?}");
+        assert!(
+            (500..=900).contains(&summary.task_instances),
+            "{name}: {summary:?}"
+        );
 
         // xcom.dag_run_id is the id of the run the row belongs to.
         if has_column(&client, "xcom", "dag_run_id").await {
@@ -100,25 +116,69 @@ async fn fills_every_fixture_consistently() {
 
         // Mapped tasks, retries, NULLs where Airflow leaves them, non-ASCII.
         if has_column(&client, "task_instance", "map_index").await {
-            let mapped = count(&client, "SELECT count(*) FROM task_instance WHERE map_index >= 0").await;
+            let mapped = count(
+                &client,
+                "SELECT count(*) FROM task_instance WHERE map_index >= 0",
+            )
+            .await;
             assert_eq!(mapped as u64, summary.mapped_task_instances, "{name}");
             assert!(mapped > 0, "{name}: no mapped task instances");
         }
-        let retried = count(&client, "SELECT count(*) FROM task_instance WHERE try_number > 1").await;
+        let retried = count(
+            &client,
+            "SELECT count(*) FROM task_instance WHERE try_number > 1",
+        )
+        .await;
         assert!(retried > 0, "{name}: no retries");
         for (what, sql) in [
-            ("running without end", "SELECT count(*) FROM task_instance WHERE state = 'running' AND end_date IS NULL"),
-            ("queued", "SELECT count(*) FROM task_instance WHERE state = 'queued' AND start_date IS NULL"),
-            ("up_for_retry", "SELECT count(*) FROM task_instance WHERE state = 'up_for_retry'"),
-            ("skipped without start", "SELECT count(*) FROM task_instance WHERE state = 'skipped' AND start_date IS NULL"),
-            ("upstream_failed", "SELECT count(*) FROM task_instance WHERE state = 'upstream_failed'"),
-            ("no state yet", "SELECT count(*) FROM task_instance WHERE state IS NULL"),
-            ("failed runs", "SELECT count(*) FROM dag_run WHERE state = 'failed'"),
-            ("running runs", "SELECT count(*) FROM dag_run WHERE state = 'running' AND end_date IS NULL"),
-            ("queued runs", "SELECT count(*) FROM dag_run WHERE state = 'queued' AND start_date IS NULL"),
-            ("non-ASCII dag ids", "SELECT count(*) FROM dag_run WHERE dag_id ~ '[^[:ascii:]]'"),
-            ("non-ASCII task ids", "SELECT count(*) FROM task_instance WHERE task_id ~ '[^[:ascii:]]'"),
-            ("non-ASCII log extras", "SELECT count(*) FROM log WHERE extra ~ '[^[:ascii:]]'"),
+            (
+                "running without end",
+                "SELECT count(*) FROM task_instance WHERE state = 'running' AND end_date IS NULL",
+            ),
+            (
+                "queued",
+                "SELECT count(*) FROM task_instance WHERE state = 'queued' AND start_date IS NULL",
+            ),
+            (
+                "up_for_retry",
+                "SELECT count(*) FROM task_instance WHERE state = 'up_for_retry'",
+            ),
+            (
+                "skipped without start",
+                "SELECT count(*) FROM task_instance WHERE state = 'skipped' AND start_date IS NULL",
+            ),
+            (
+                "upstream_failed",
+                "SELECT count(*) FROM task_instance WHERE state = 'upstream_failed'",
+            ),
+            (
+                "no state yet",
+                "SELECT count(*) FROM task_instance WHERE state IS NULL",
+            ),
+            (
+                "failed runs",
+                "SELECT count(*) FROM dag_run WHERE state = 'failed'",
+            ),
+            (
+                "running runs",
+                "SELECT count(*) FROM dag_run WHERE state = 'running' AND end_date IS NULL",
+            ),
+            (
+                "queued runs",
+                "SELECT count(*) FROM dag_run WHERE state = 'queued' AND start_date IS NULL",
+            ),
+            (
+                "non-ASCII dag ids",
+                "SELECT count(*) FROM dag_run WHERE dag_id ~ '[^[:ascii:]]'",
+            ),
+            (
+                "non-ASCII task ids",
+                "SELECT count(*) FROM task_instance WHERE task_id ~ '[^[:ascii:]]'",
+            ),
+            (
+                "non-ASCII log extras",
+                "SELECT count(*) FROM log WHERE extra ~ '[^[:ascii:]]'",
+            ),
         ] {
             assert!(count(&client, sql).await > 0, "{name}: {what}");
         }
@@ -141,10 +201,10 @@ async fn fills_every_fixture_consistently() {
             assert!(!rows.is_empty(), "{name}: no conf");
             for row in rows {
                 let bytes: Vec<u8> = row.get(0);
-                let value: serde_pickle::Value =
-                    serde_pickle::from_slice(&bytes, serde_pickle::DeOptions::new())
-                        .unwrap_or_else(|e| panic!("{name}: conf does not unpickle: {e}"));
-                assert!(matches!(value, serde_pickle::Value::Dict(_)), "{name}: {value:?}");
+                assert_eq!(bytes[..2], [0x80, 5], "{name}: not a protocol-5 pickle");
+                let json = contrail::remap::pickle_to_json(&bytes)
+                    .unwrap_or_else(|e| panic!("{name}: conf does not unpickle: {e}"));
+                assert!(json.starts_with('{'), "{name}: {json}");
             }
         } else {
             assert_eq!(conf_type, "jsonb", "{name}");
@@ -155,19 +215,61 @@ async fn fills_every_fixture_consistently() {
             .await;
             assert_eq!(not_objects, 0, "{name}");
             // 3.x task instance ids are UUIDv7; run_after is always there.
-            let not_v7 = count(&client, "SELECT count(*) FROM task_instance WHERE substr(id::text, 15, 1) <> '7'").await;
+            let not_v7 = count(
+                &client,
+                "SELECT count(*) FROM task_instance WHERE substr(id::text, 15, 1) <> '7'",
+            )
+            .await;
             assert_eq!(not_v7, 0, "{name}: task_instance.id not UUIDv7");
+        }
+
+        // xcom.value: bytes in 2.x (JSON text, and pickles on 1.10), jsonb in 3.x.
+        if conf_type == "bytea" {
+            let pickles = count(
+                &client,
+                "SELECT count(*) FROM xcom WHERE get_byte(value, 0) = 128",
+            )
+            .await;
+            let legacy = has_column(&client, "xcom", "id").await;
+            assert_eq!(
+                pickles > 0,
+                legacy,
+                "{name}: pickled xcom values only on 1.10"
+            );
+            let json = count(
+                &client,
+                "SELECT count(*) FROM xcom WHERE get_byte(value, 0) <> 128 \
+                 AND jsonb_typeof(convert_from(value, 'UTF8')::jsonb) IS NOT NULL",
+            )
+            .await;
+            let bytes = count(
+                &client,
+                "SELECT count(*) FROM xcom WHERE get_byte(value, 0) <> 128",
+            )
+            .await;
+            assert_eq!(
+                json, bytes,
+                "{name}: xcom values that are neither pickle nor JSON"
+            );
+            assert!(json > 0, "{name}");
         }
 
         // Secrets are real Fernet tokens of the given key.
         let fernet = fernet::Fernet::new(FERNET_KEY).unwrap();
         let row = client
-            .query_one("SELECT val FROM variable WHERE key = 'seuil_alerte' AND is_encrypted", &[])
+            .query_one(
+                "SELECT val FROM variable WHERE key = 'seuil_alerte' AND is_encrypted",
+                &[],
+            )
             .await
             .unwrap_or_else(|e| panic!("{name}: encrypted variable: {e}"));
         let token: String = row.get(0);
         assert_eq!(fernet.decrypt(&token).unwrap(), b"0.95", "{name}");
-        let plain = count(&client, "SELECT count(*) FROM variable WHERE NOT is_encrypted").await;
+        let plain = count(
+            &client,
+            "SELECT count(*) FROM variable WHERE NOT is_encrypted",
+        )
+        .await;
         assert!(plain > 0, "{name}: no plain variables");
     }
 }
@@ -201,10 +303,22 @@ async fn same_seed_same_history_other_seed_another() {
             if matches!(table, "variable" | "connection") {
                 continue;
             }
-            assert_eq!(digest(&a, table).await, digest(&b, table).await, "{fixture}: {table}");
+            assert_eq!(
+                digest(&a, table).await,
+                digest(&b, table).await,
+                "{fixture}: {table}"
+            );
         }
-        assert_ne!(digest(&a, "dag_run").await, digest(&c, "dag_run").await, "{fixture}");
-        assert_ne!(digest(&a, "task_instance").await, digest(&c, "task_instance").await, "{fixture}");
+        assert_ne!(
+            digest(&a, "dag_run").await,
+            digest(&c, "dag_run").await,
+            "{fixture}"
+        );
+        assert_ne!(
+            digest(&a, "task_instance").await,
+            digest(&c, "task_instance").await,
+            "{fixture}"
+        );
     }
 }
 
@@ -212,7 +326,10 @@ async fn same_seed_same_history_other_seed_another() {
 async fn refuses_a_database_that_has_history() {
     let (db, _) = generate_into("airflow-2.10.5", options(1, 100)).await;
     let url = DatabaseUrl::parse(&cluster().url(&db)).unwrap();
-    let error = generate::run(&url, options(1, 100)).await.unwrap_err().to_string();
+    let error = generate::run(&url, options(1, 100))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("already has rows"), "{error}");
 }
 
@@ -220,9 +337,19 @@ async fn refuses_a_database_that_has_history() {
 async fn sequences_continue_after_generated_ids() {
     let (db, _) = generate_into("airflow-2.7.3", options(3, 300)).await;
     let client = cluster().client(&db).await;
-    for table in ["dag_run", "log", "job", "task_fail", "slot_pool", "variable"] {
+    for table in [
+        "dag_run",
+        "log",
+        "job",
+        "task_fail",
+        "slot_pool",
+        "variable",
+    ] {
         let next: i64 = client
-            .query_one(&format!("SELECT nextval(pg_get_serial_sequence('{table}', 'id'))"), &[])
+            .query_one(
+                &format!("SELECT nextval(pg_get_serial_sequence('{table}', 'id'))"),
+                &[],
+            )
             .await
             .unwrap()
             .get(0);
@@ -236,22 +363,50 @@ fn cli_prints_counts_as_json_and_as_a_table() {
     let db = cluster().db_from_fixture("airflow-3.0.6");
     let url = cluster().url(&db);
     let out = contrail(
-        &["generate", "--db", &url, "--task-instances", "200", "--seed", "5", "--output", "json"],
+        &[
+            "generate",
+            "--db",
+            &url,
+            "--task-instances",
+            "200",
+            "--seed",
+            "5",
+            "--output",
+            "json",
+        ],
         &[],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["airflow_version"], "3.0");
     assert_eq!(summary["seed"], 5);
     let tables = summary["tables"].as_array().unwrap();
-    assert!(tables.iter().any(|t| t["table"] == "task_instance" && t["rows"].as_u64() > Some(100)));
+    assert!(
+        tables
+            .iter()
+            .any(|t| t["table"] == "task_instance" && t["rows"].as_u64() > Some(100))
+    );
 
     let db = cluster().db_from_fixture("airflow-1.10.12");
     let out = contrail(
-        &["generate", "--task-instances", "200", "--start", "2023-06-01"],
+        &[
+            "generate",
+            "--task-instances",
+            "200",
+            "--start",
+            "2023-06-01",
+        ],
         &[("DATABASE_URL", &cluster().url(&db))],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Airflow schema 1.10.12"), "{text}");
     assert!(text.contains("task_instance"), "{text}");

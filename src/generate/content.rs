@@ -83,21 +83,20 @@ pub(crate) fn task_id(rng: &mut Rng, index: u32, sensor: bool, mapped: bool) -> 
 }
 
 /// The conf of a manually triggered run.
-pub(crate) fn manual_conf(rng: &mut Rng) -> String {
-    let value = match rng.range(0, 4) {
+pub(crate) fn manual_conf(rng: &mut Rng) -> Value {
+    match rng.range(0, 4) {
         0 => json!({"raison": "relance après incident ✓", "force": true}),
         1 => json!({"date_cible": "2024-01-05", "tables": ["ventes", "clients"], "limite": 1000}),
         2 => json!({"comment": "手動実行", "retries": 2, "dry_run": false, "ratio": 0.25}),
         _ => json!({"partition": format!("p{}", rng.range(0, 500)), "owner": rng.pick(USERS)}),
-    };
-    value.to_string()
+    }
 }
 
 /// An XCom value as JSON text: mostly small dicts, some scalars and lists, now and then a
 /// record list of one to ten kilobytes.
-pub(crate) fn xcom_value(rng: &mut Rng) -> String {
+pub(crate) fn xcom_value(rng: &mut Rng) -> Value {
     let roll = rng.unit();
-    let value = if roll < 0.02 {
+    if roll < 0.02 {
         let records = rng.range(8, 80);
         Value::Array(
             (0..records)
@@ -130,8 +129,7 @@ pub(crate) fn xcom_value(rng: &mut Rng) -> String {
         json!([rng.range(0, 10), "zwei", 3.5, null, true])
     } else {
         Value::Null
-    };
-    value.to_string()
+    }
 }
 
 /// `rendered_task_instance_fields.rendered_fields` of a task.

@@ -6,12 +6,14 @@
 //! type, and the [`Encoder`] then writes rows in chunks sent over a bounded channel.
 
 use bytes::Bytes;
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::catalog::detect::LiveTable;
 use crate::catalog::{PgType, TableSchema};
 use crate::error::{Error, Result};
 use crate::generate::time::PG_EPOCH;
+use crate::remap::{json_to_pickle, json_to_xcom_bytes};
 
 /// Start of a binary COPY stream: signature, flags, header extension length.
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -212,7 +214,6 @@ pub(crate) fn plan<F: Family>(
 pub(crate) struct Cell<'b> {
     buf: &'b mut Vec<u8>,
     ty: &'b PgType,
-    pickle: fn(&str) -> Vec<u8>,
 }
 
 impl Cell<'_> {
@@ -276,15 +277,13 @@ impl Cell<'_> {
     }
 
     /// A JSON value in a payload column: as JSON where the column is json/jsonb; where it is
-    /// bytea, pickled if `pickled`, else as UTF-8 JSON text.
-    pub(crate) fn payload(&mut self, json: &str, pickled: bool) {
+    /// bytea (Airflow < 3), a protocol-5 pickle if `pickled`, else the UTF-8 JSON Airflow's
+    /// `XComEncoder` writes.
+    pub(crate) fn payload(&mut self, value: &Value, pickled: bool) {
         match (self.ty, pickled) {
-            (PgType::Bytea, true) => {
-                let bytes = (self.pickle)(json);
-                self.field(&bytes);
-            }
-            (PgType::Bytea, false) => self.text(json),
-            _ => self.json(json),
+            (PgType::Bytea, true) => self.field(&json_to_pickle(value)),
+            (PgType::Bytea, false) => self.field(&json_to_xcom_bytes(value)),
+            _ => self.json(&value.to_string()),
         }
     }
 
@@ -330,17 +329,11 @@ pub(crate) struct Encoder {
     buf: Vec<u8>,
     chunk: usize,
     tx: mpsc::Sender<Bytes>,
-    pickle: fn(&str) -> Vec<u8>,
     written: Written,
 }
 
 impl Encoder {
-    pub(crate) fn new(
-        table: &str,
-        chunk: usize,
-        tx: mpsc::Sender<Bytes>,
-        pickle: fn(&str) -> Vec<u8>,
-    ) -> Encoder {
+    pub(crate) fn new(table: &str, chunk: usize, tx: mpsc::Sender<Bytes>) -> Encoder {
         let mut buf = Vec::with_capacity(chunk + chunk / 4);
         buf.extend_from_slice(HEADER);
         Encoder {
@@ -348,7 +341,6 @@ impl Encoder {
             buf,
             chunk,
             tx,
-            pickle,
             written: Written::default(),
         }
     }
@@ -368,7 +360,6 @@ impl Encoder {
             let mut cell = Cell {
                 buf: &mut self.buf,
                 ty,
-                pickle: self.pickle,
             };
             (col.write)(entity, &mut cell);
         }
@@ -413,7 +404,6 @@ mod tests {
         let mut cell = Cell {
             buf: &mut buf,
             ty: &ty,
-            pickle: |_| b"P".to_vec(),
         };
         write(&mut cell);
         buf
@@ -440,18 +430,17 @@ mod tests {
             encode(PgType::Json, |c| c.json("{}")),
             [0, 0, 0, 2, b'{', b'}']
         );
+        let one = serde_json::json!(1);
         assert_eq!(
-            encode(PgType::Bytea, |c| c.payload("1", true)),
-            [0, 0, 0, 1, b'P']
-        );
-        assert_eq!(
-            encode(PgType::Bytea, |c| c.payload("1", false)),
+            encode(PgType::Bytea, |c| c.payload(&one, false)),
             [0, 0, 0, 1, b'1']
         );
         assert_eq!(
-            encode(PgType::Jsonb, |c| c.payload("1", true)),
+            encode(PgType::Jsonb, |c| c.payload(&one, true)),
             [0, 0, 0, 2, 1, b'1']
         );
+        let pickled = encode(PgType::Bytea, |c| c.payload(&one, true));
+        assert_eq!(&pickled[4..6], [0x80, 5]);
     }
 
     #[test]

@@ -11,7 +11,6 @@
 mod content;
 mod copy;
 mod options;
-mod pickle;
 mod rng;
 mod runs;
 mod tables;
@@ -229,7 +228,7 @@ async fn copy_table(
         let (world, ctx, plan) = (Arc::clone(world), Arc::clone(ctx), plan.clone());
         let chunk = options.chunk_bytes;
         tokio::task::spawn_blocking(move || {
-            let mut encoder = Encoder::new(&plan.table, chunk, tx, pickle::json_to_pickle);
+            let mut encoder = Encoder::new(&plan.table, chunk, tx);
             (generator.produce)(&world, &ctx, &plan, &mut encoder)?;
             encoder.finish()
         })
@@ -350,7 +349,7 @@ async fn read_context(
             .as_ref()
             .and_then(|key| fernet::Fernet::new(key.expose())),
         log_templates: has_templates.then_some((first_template, first_template + 1)),
-        empty_pickle: pickle::json_to_pickle("{}"),
+        empty_pickle: crate::remap::json_to_pickle(&serde_json::Value::Object(Default::default())),
         stats: Stats::default(),
     })
 }

@@ -46,8 +46,8 @@ pub(crate) struct Run {
     /// Its dag_run row is missing on purpose (< 2.2 only): its task instances are orphans.
     pub(crate) orphan: bool,
     pub(crate) clear_number: i32,
-    /// JSON conf of a manual run; other runs have `{}`.
-    pub(crate) conf: Option<String>,
+    /// Conf of a manual run; other runs have `{}` (or NULL on 1.10).
+    pub(crate) conf: Option<serde_json::Value>,
     /// Among the newest runs of its DAG (rendered fields are kept).
     pub(crate) recent: bool,
     /// Who triggered a manual or backfill run.
@@ -216,7 +216,12 @@ impl World {
         let start = if last && dag.tail == Tail::Running {
             // Now falls just after the first layer after the root started: its task instances
             // are in flight, the rest have not begun.
-            let layer = tis.iter().map(|t| dag.tasks[t.task as usize].layer).max().unwrap_or(0).min(1);
+            let layer = tis
+                .iter()
+                .map(|t| dag.tasks[t.task as usize].layer)
+                .max()
+                .unwrap_or(0)
+                .min(1);
             let frontier = tis
                 .iter()
                 .filter(|t| dag.tasks[t.task as usize].layer == layer)

@@ -12,7 +12,7 @@ struct XcomRow<'a> {
     r: &'a TiRow<'a>,
     id: i64,
     key: &'static str,
-    value: String,
+    value: serde_json::Value,
     pickled: bool,
 }
 

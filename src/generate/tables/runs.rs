@@ -1,5 +1,7 @@
 //! Run-level tables: `dag_run`, `dag_run_note` (2.5+), `sla_miss` (< 3.0).
 
+use serde_json::Value;
+
 use crate::generate::content;
 use crate::generate::copy::{Col, Kind, plan};
 use crate::generate::rng::Rng;
@@ -35,12 +37,12 @@ impl RunRow<'_> {
         }
     }
 
-    fn conf(&self) -> Option<&str> {
+    fn conf(&self) -> Option<std::borrow::Cow<'_, Value>> {
         match &self.run.conf {
-            Some(conf) => Some(conf),
+            Some(conf) => Some(std::borrow::Cow::Borrowed(conf)),
             // 1.10 left conf NULL unless given; 2.x pickles `{}`; 3.x stores `{}`.
             None if self.w.features.legacy_1_10 => None,
-            None => Some("{}"),
+            None => Some(std::borrow::Cow::Owned(Value::Object(Default::default()))),
         }
     }
 
@@ -87,7 +89,7 @@ fn dag_run_cols() -> Vec<Col<RunF>> {
             c.bool(r.run.kind == RunKind::Manual)
         }),
         col("conf", Kind::Payload, |r, c| match r.conf() {
-            Some(conf) => c.payload(conf, true),
+            Some(conf) => c.payload(&conf, true),
             None => c.null(),
         }),
         col("start_date", Kind::Time, |r, c| c.opt_time(r.run.start)),
