@@ -201,10 +201,8 @@ async fn load(
             bytes: written.bytes,
         });
     }
-    for (_, plan) in plans {
-        if plan.columns.iter().any(|(name, _)| *name == "id") {
-            repair_sequence(client, &options.schema, &plan.table).await?;
-        }
+    for table in ctx.id_base.keys() {
+        repair_sequence(client, &options.schema, table).await?;
     }
     Ok(tables)
 }

@@ -200,8 +200,13 @@ impl World {
             logical.unwrap_or(queued_at),
         );
         // DAG 0's running newest run must show every in-flight state: it does not fail.
-        let fails = rng.chance(dag.fail_rate) && !(last && dag.index == 0);
-        let failing_task = rng.range(0, dag.tasks.len() as i64) as u32;
+        // ... and its first run fails early, so every history has upstream failures.
+        let fails = (rng.chance(dag.fail_rate) && !(last && dag.index == 0))
+            || (dag.index == 0 && k == 0 && !last);
+        let failing_task = match (dag.index, k) {
+            (0, 0) => 1,
+            _ => rng.range(0, dag.tasks.len() as i64) as u32,
+        };
         let orphan =
             f.ti_by_execution_date && !last && (rng.chance(0.003) || (dag.index == 2 && k == 0));
         let clear_number = i32::from(rng.chance(0.02));

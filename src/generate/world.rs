@@ -324,7 +324,7 @@ fn build_dag(seed: u64, index: u32, n_dags: u32, features: &Features) -> Dag {
     } else {
         rng.range(1, 5) as u32
     };
-    let has_branch = index != 0 && n_tasks >= 4 && rng.chance(0.25);
+    let has_branch = index == 1 || (index != 0 && n_tasks >= 4 && rng.chance(0.25));
     let trigger = if features.dataset_run_type.is_some() && index % 8 == 5 {
         Trigger::Dataset
     } else {
@@ -378,7 +378,9 @@ fn build_dag(seed: u64, index: u32, n_dags: u32, features: &Features) -> Dag {
             task_id: content::task_id(&mut trng, t, sensor, kind == TaskKind::Mapped),
             kind,
             layer,
-            branch_target: branch_layer.is_some_and(|b| layer == b + 1) && trng.chance(0.6),
+            branch_target: kind == TaskKind::Plain
+                && branch_layer.is_some_and(|b| layer == b + 1)
+                && (trng.chance(0.6) || index == 1),
             operator,
             custom_operator_name: custom,
             display_name: trng.chance(0.1).then(|| {
