@@ -128,6 +128,15 @@ pub enum Error {
         message: String,
     },
 
+    /// The synthetic history generator cannot fill a table as asked.
+    #[error("generate {table}: {message}")]
+    Generate {
+        /// The table concerned.
+        table: String,
+        /// What is wrong and what to do about it.
+        message: String,
+    },
+
     /// An object store operation failed.
     #[error("{operation} {object}: {message}")]
     Store {

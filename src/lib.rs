@@ -4,14 +4,15 @@
 //!
 //! The pipeline stages are modules: [`catalog`] (what each Airflow version's schema is),
 //! [`source`] (reading PostgreSQL), [`remap`] (pure value and column transforms), [`dataset`]
-//! (the files' contract), [`store`] (local directories and S3), [`export`], and [`cli`] (the
-//! command line).
+//! (the files' contract), [`store`] (local directories and S3), [`export`], [`generate`]
+//! (synthetic history for tests and benchmarks), and [`cli`] (the command line).
 
 pub mod catalog;
 pub mod cli;
 pub mod dataset;
 pub mod error;
 pub mod export;
+pub mod generate;
 pub mod remap;
 pub mod source;
 pub mod store;

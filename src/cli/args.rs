@@ -28,6 +28,9 @@ pub enum Command {
     /// Export the history tables, as of one snapshot, to canonical Parquet in a directory or
     /// on S3; the manifest is written last.
     Export(Box<ExportArgs>),
+    /// Fill an empty Airflow metadata database (schema made by `airflow db migrate`) with
+    /// realistic, deterministic synthetic history, for tests, demos and benchmarks.
+    Generate(GenerateArgs),
 }
 
 /// Output formats for summaries.
@@ -164,6 +167,58 @@ pub struct ExportArgs {
     pub dry_run: bool,
 
     /// Output format of the summary.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+/// `contrail generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// PostgreSQL URL of the database to fill (its dag_run and task_instance must be empty).
+    /// Default: $DATABASE_URL, then Airflow's own $AIRFLOW__DATABASE__SQL_ALCHEMY_CONN.
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
+
+    /// PostgreSQL schema that holds Airflow's tables.
+    #[arg(long, default_value = crate::generate::DEFAULT_SCHEMA)]
+    pub schema: String,
+
+    /// Seed: the same seed gives the same history.
+    #[arg(long, default_value_t = crate::generate::DEFAULT_SEED)]
+    pub seed: u64,
+
+    /// Task instances to aim for (the result is within a few percent).
+    #[arg(long, value_name = "N", default_value_t = crate::generate::DEFAULT_TASK_INSTANCES)]
+    pub task_instances: u64,
+
+    /// Number of DAGs (default: about sqrt(task instances) / 4, at least 3).
+    #[arg(long, value_name = "N")]
+    pub dags: Option<u32>,
+
+    /// Days of history.
+    #[arg(long, value_name = "N", default_value_t = crate::generate::DEFAULT_DAYS)]
+    pub days: u32,
+
+    /// First day of the history, YYYY-MM-DD (UTC).
+    #[arg(long, value_name = "DATE", default_value = crate::generate::DEFAULT_START)]
+    pub start: String,
+
+    /// Fernet key to encrypt variables and connection secrets with, as Airflow's
+    /// [core] fernet_key (default: store them in clear, is_encrypted = false).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "AIRFLOW__CORE__FERNET_KEY",
+        hide_env_values = true
+    )]
+    pub fernet_key: Option<String>,
+
+    /// Store a few XCom values as pickles on Airflow 2.x, as with enable_xcom_pickling
+    /// (1.10 always has some; 3.x has none).
+    #[arg(long)]
+    pub xcom_pickles: bool,
+
+    /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
 }

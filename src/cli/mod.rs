@@ -3,6 +3,7 @@
 
 mod args;
 mod export;
+mod generate;
 mod inspect;
 mod progress;
 mod time;
@@ -31,6 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Inspect(args) => inspect::run(args).await,
         Command::Export(args) => export::run(*args, cli.quiet).await,
+        Command::Generate(args) => generate::run(args).await,
     }
 }
 
