@@ -9,6 +9,7 @@ mod export_csv;
 mod export_faults;
 mod export_incremental;
 mod export_s3;
+mod export_versions;
 mod generate;
 mod inspect;
 mod source;
