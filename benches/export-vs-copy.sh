@@ -17,7 +17,7 @@ runs=${RUNS:-3}
 cargo build --release --quiet --bin contrail
 bin=${CARGO_TARGET_DIR:-target}/release/contrail
 work=$(mktemp -d -t contrail-bench-XXXXXX)
-contrail_pg_start "$work/pg"
+contrail_pg_start "$(mktemp -d -t contrail-bench-pg-XXXXXX)"
 url="postgresql://postgres@127.0.0.1:$CONTRAIL_PG_PORT/airflow"
 "$CONTRAIL_PSQL" -X -q -d "postgresql://postgres@127.0.0.1:$CONTRAIL_PG_PORT/postgres" -c "CREATE DATABASE airflow"
 "$CONTRAIL_PSQL" -X -q -v ON_ERROR_STOP=1 -d "$url" -f tests/fixtures/ddl/airflow-2.10.5.sql >/dev/null
@@ -46,6 +46,7 @@ for _ in $(seq "$runs"); do
     rss=$(python3 -c "print(max(x for x in [$er, ${rss:-0}]))")
 done
 parquet_bytes=$(du -sb "$work/out" | cut -f1)
+rm -rf "$work"
 python3 - "$ti_rows" "$best_copy" "$best_export" "$rss" "$parquet_bytes" "$jobs" <<'PY'
 import json, sys
 rows, copy_s, export_s, rss, parquet, jobs = sys.argv[1:]

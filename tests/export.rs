@@ -166,11 +166,13 @@ pub(crate) fn export_to(db: &str, dir: &Path, extra: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A new Airflow 2.10 database holding the small history of `scripts/demo-history.sql`.
+/// A new Airflow 2.10 database holding the small history of `tests/fixtures/history-2.10-small.sql`.
 pub(crate) fn demo_db() -> String {
     let db = cluster().db_from_fixture("airflow-2.10.5");
-    let history =
-        std::fs::read_to_string(crate::util::repo_root().join("scripts/demo-history.sql")).unwrap();
+    let history = std::fs::read_to_string(
+        crate::util::repo_root().join("tests/fixtures/history-2.10-small.sql"),
+    )
+    .unwrap();
     cluster().psql(&db, &history);
     db
 }

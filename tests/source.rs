@@ -79,8 +79,10 @@ async fn every_table_of_every_version_reads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_2_10_history_reads_as_canonical_rows() {
     let db = cluster().db_from_fixture("airflow-2.10.5");
-    let history =
-        std::fs::read_to_string(crate::util::repo_root().join("scripts/demo-history.sql")).unwrap();
+    let history = std::fs::read_to_string(
+        crate::util::repo_root().join("tests/fixtures/history-2.10-small.sql"),
+    )
+    .unwrap();
     cluster().psql(&db, &history);
     let plans = plans_for(&db).await;
     let plan = |name: &str| plans.iter().find(|p| p.table == name).unwrap().clone();

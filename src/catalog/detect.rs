@@ -66,6 +66,26 @@ pub fn version_for_revisions<'c>(
     }
 }
 
+/// The version to treat a database as: `assumed` when the user gave one, else the one its
+/// `alembic_version` revisions identify.
+///
+/// # Errors
+/// [`Error::UnknownVersion`] for an assumed version the catalog does not know;
+/// [`Error::UnknownRevision`] as [`version_for_revisions`].
+pub fn resolve_version<'c>(
+    catalog: &'c Catalog,
+    revisions: &[String],
+    assumed: Option<&str>,
+) -> Result<&'c SchemaVersion> {
+    match assumed {
+        Some(name) => catalog.version(name).ok_or_else(|| Error::UnknownVersion {
+            given: name.to_owned(),
+            known: catalog.known_versions(),
+        }),
+        None => version_for_revisions(catalog, revisions),
+    }
+}
+
 /// A column as the database has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LiveColumn {

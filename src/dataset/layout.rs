@@ -63,23 +63,11 @@ pub fn manifest_key(export_id: &str) -> String {
 
 /// The day (`YYYY-MM-DD`, proleptic Gregorian, UTC) of a microsecond Unix timestamp.
 pub fn day_of_micros(micros: i64) -> String {
-    let days = micros.div_euclid(86_400_000_000);
-    let (year, month, day) = civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
-/// Days since 1970-01-01 to a calendar date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let day = micros.div_euclid(86_400_000_000);
+    let date = chrono::DateTime::from_timestamp(day * 86_400, 0)
+        .unwrap_or_default()
+        .date_naive();
+    date.format("%Y-%m-%d").to_string()
 }
 
 #[cfg(test)]

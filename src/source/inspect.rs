@@ -149,13 +149,7 @@ pub async fn inspect(url: &DatabaseUrl, options: &InspectOptions) -> Result<Insp
     let client = connect(url).await?;
     let database = url.to_string();
     let revisions = detect::read_revisions(&client, &options.schema, &database).await?;
-    let version = match &options.assume_version {
-        Some(name) => catalog.version(name).ok_or_else(|| Error::UnknownVersion {
-            given: name.clone(),
-            known: catalog.known_versions(),
-        })?,
-        None => detect::version_for_revisions(catalog, &revisions)?,
-    };
+    let version = detect::resolve_version(catalog, &revisions, options.assume_version.as_deref())?;
     let live = detect::introspect(&client, &options.schema).await?;
     let server_version: String = client
         .query_one("SHOW server_version", &[])
