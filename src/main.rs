@@ -45,7 +45,7 @@ fn main() -> ExitCode {
 /// Keeps glibc's malloc from holding freed memory: with an arena per thread and an mmap
 /// threshold that rises as large buffers are freed, the export's short-lived multi-megabyte
 /// buffers stayed resident and RSS grew with table size (950 MiB for 2M task instances). Two
-/// arenas and a fixed 128 KiB threshold keep it bounded (381 → 123 MiB exporting 600k task
+/// arenas and a fixed 128 KiB threshold keep it bounded (381 → 150–200 MiB exporting 600k task
 /// instances, no slower). Runs before any thread exists.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_allocator() {
