@@ -1,6 +1,6 @@
 //! `contrail export`: arguments to [`ExportOptions`], progress bars, and the summary.
 
-use std::io::{IsTerminal, Write as _};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_BORDERS_ONLY};
 use crate::cli::args::{DataFormat, ExportArgs, OutputFormat};
 use crate::cli::progress::Bars;
 use crate::cli::time::parse_time;
-use crate::cli::{EXIT_OK, database_url};
+use crate::cli::{database_url, print_summary};
 use crate::dataset::layout::FileFormat;
 use crate::dataset::parquet::ParquetOptions;
 use crate::export::{self, ExportOptions, ExportSummary, TableSelection, TimeWindow};
@@ -85,14 +85,7 @@ pub(super) async fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<ExitCod
         .with_allow_plaintext_secrets(args.allow_plaintext_secrets)
         .with_progress(bars);
     let summary = export::run(options).await?;
-    let text = match args.output {
-        OutputFormat::Json => serde_json::to_string_pretty(&summary)? + "\n",
-        OutputFormat::Human => render(&summary),
-    };
-    std::io::stdout()
-        .write_all(text.as_bytes())
-        .context("writing the summary to stdout")?;
-    Ok(ExitCode::from(EXIT_OK))
+    print_summary(&summary, args.output, render)
 }
 
 fn render(summary: &ExportSummary) -> String {

@@ -1,13 +1,11 @@
 //! `contrail generate`: builds the options, runs the generator and prints what it wrote.
 
-use std::io::Write as _;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_BORDERS_ONLY};
 
-use crate::cli::args::{GenerateArgs, OutputFormat};
-use crate::cli::{EXIT_OK, database_url};
+use crate::cli::args::GenerateArgs;
+use crate::cli::{database_url, print_summary};
 use crate::generate::{self, FernetKey, GenerateOptions, GenerateSummary};
 
 pub(super) async fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
@@ -28,14 +26,7 @@ pub(super) async fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         .with_fernet_key(fernet_key)
         .with_xcom_pickles(args.xcom_pickles);
     let summary = generate::run(&url, options).await?;
-    let text = match args.output {
-        OutputFormat::Json => serde_json::to_string_pretty(&summary)? + "\n",
-        OutputFormat::Human => render(&summary),
-    };
-    std::io::stdout()
-        .write_all(text.as_bytes())
-        .context("writing the summary to stdout")?;
-    Ok(ExitCode::from(EXIT_OK))
+    print_summary(&summary, args.output, render)
 }
 
 fn render(summary: &GenerateSummary) -> String {

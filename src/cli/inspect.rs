@@ -1,13 +1,11 @@
 //! `contrail inspect`: runs the inspection and renders it.
 
-use std::io::Write as _;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_BORDERS_ONLY};
 
-use crate::cli::args::{InspectArgs, OutputFormat};
-use crate::cli::{EXIT_OK, database_url};
+use crate::cli::args::InspectArgs;
+use crate::cli::{database_url, print_summary};
 use crate::source::inspect::{InspectOptions, Inspection, inspect};
 
 pub(super) async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
@@ -19,14 +17,7 @@ pub(super) async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         options = options.with_exact_count_limit(i64::MAX);
     }
     let inspection = inspect(&url, &options).await?;
-    let text = match args.output {
-        OutputFormat::Json => serde_json::to_string_pretty(&inspection)? + "\n",
-        OutputFormat::Human => render(&inspection),
-    };
-    std::io::stdout()
-        .write_all(text.as_bytes())
-        .context("writing the report to stdout")?;
-    Ok(ExitCode::from(EXIT_OK))
+    print_summary(&inspection, args.output, render)
 }
 
 fn render(report: &Inspection) -> String {

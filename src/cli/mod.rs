@@ -8,10 +8,13 @@ mod inspect;
 mod progress;
 mod time;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
 
 pub use args::{Cli, Command, OutputFormat};
+
+use anyhow::Context as _;
+use serde::Serialize;
 
 use crate::error::Error;
 use crate::source::{DATABASE_URL_VARIABLES, DatabaseUrl};
@@ -71,4 +74,23 @@ fn init_tracing(verbose: u8, quiet: bool) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Prints a command's summary on stdout, as JSON or through `render`, and returns success.
+///
+/// # Errors
+/// When the summary cannot be serialised or stdout cannot be written.
+pub(crate) fn print_summary<T: Serialize>(
+    summary: &T,
+    format: OutputFormat,
+    render: impl FnOnce(&T) -> String,
+) -> anyhow::Result<ExitCode> {
+    let text = match format {
+        OutputFormat::Json => serde_json::to_string_pretty(summary)? + "\n",
+        OutputFormat::Human => render(summary),
+    };
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .context("writing the summary to stdout")?;
+    Ok(ExitCode::from(EXIT_OK))
 }
