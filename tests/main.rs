@@ -11,6 +11,7 @@ mod export_incremental;
 mod export_s3;
 mod export_versions;
 mod generate;
+mod import;
 mod inspect;
 mod source;
 mod store;
