@@ -12,6 +12,7 @@ mod export_s3;
 mod export_versions;
 mod generate;
 mod import;
+mod import_cli;
 mod import_faults;
 mod inspect;
 mod source;
