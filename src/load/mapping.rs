@@ -168,10 +168,22 @@ pub(crate) fn map_table(
             }
             continue;
         };
-        if !live_column.nullable
-            && let Some(default) = defaults.get(name)
-        {
-            assignment.expr = format!("coalesce({}, {default})", assignment.expr);
+        if !live_column.nullable {
+            // A newer version made the column NOT NULL: its default, or what Airflow's own
+            // migration wrote for NULLs (variable.val '' and is_encrypted false in 3.2).
+            let fill = defaults
+                .get(name)
+                .cloned()
+                .or_else(|| match live_column.ty {
+                    PgType::Text | PgType::Varchar(_) if assignment.content => {
+                        Some("''".to_owned())
+                    }
+                    PgType::Boolean if assignment.content => Some("false".to_owned()),
+                    _ => None,
+                });
+            if let Some(fill) = fill {
+                assignment.expr = format!("coalesce({}, {fill})", assignment.expr);
+            }
         }
         assignments.push(assignment);
     }
@@ -190,6 +202,19 @@ pub(crate) fn map_table(
                      stores JSON only"
                 .to_owned(),
         });
+    }
+    if table == "dag_run"
+        && matches!(
+            live.column("conf").map(|c| &c.ty),
+            Some(PgType::Json | PgType::Jsonb)
+        )
+        && present.contains("conf_raw")
+    {
+        builder.note(
+            "dag_run.conf: confs kept as undecodable pickle bytes are left NULL (this Airflow \
+             version stores JSON; its own migration does the same)"
+                .to_owned(),
+        );
     }
     let key = builder.key(target, live, &assignments);
     let dropped = canonical

@@ -26,13 +26,7 @@ pub(crate) struct Merged {
 
 /// The `SELECT` of the values to load: every assignment, over the staging table and the
 /// joins, of the rows that pass every filter. `extra` adds leading select items.
-pub(crate) fn source_select(
-    mapping: &TableMapping,
-    schema: &str,
-    stage: &str,
-    extra: &[String],
-) -> String {
-    let _ = schema;
+pub(crate) fn source_select(mapping: &TableMapping, stage: &str, extra: &[String]) -> String {
     let mut items: Vec<String> = extra.to_vec();
     items.extend(
         mapping
@@ -97,9 +91,9 @@ pub(crate) async fn merge(
         });
     }
     if table == "job" {
-        return merge_jobs(client, mapping, &target, stage, staged, on_conflict).await;
+        return merge_jobs(client, mapping, &target, stage, on_conflict).await;
     }
-    let src = source_select(mapping, schema, stage, &[]);
+    let src = source_select(mapping, stage, &[]);
     let matches = key_match(mapping, "t", "x");
     let columns: Vec<String> = mapping
         .assignments
@@ -215,11 +209,10 @@ async fn merge_jobs(
     mapping: &TableMapping,
     target: &str,
     stage: &str,
-    staged: u64,
     on_conflict: OnConflict,
 ) -> Result<Merged> {
     let table = mapping.table.as_str();
-    let src = source_select(mapping, "", stage, &[format!("{S}.id AS _contrail_old_id")]);
+    let src = source_select(mapping, stage, &[format!("{S}.id AS _contrail_old_id")]);
     let keys: Vec<String> = mapping.key.iter().map(|k| quote_ident(&k.column)).collect();
     let matches = key_match(mapping, "e", "x");
     let sql = format!(
@@ -296,7 +289,6 @@ async fn merge_jobs(
         .execute(&insert, &[])
         .await
         .map_err(|e| import_error(table, e))?;
-    let _ = staged;
     Ok(merged)
 }
 

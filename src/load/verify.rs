@@ -85,7 +85,7 @@ pub(crate) async fn check(
     let table = mapping.table.as_str();
     let target = format!("{}.{}", quote_ident(schema), quote_ident(table));
     let stage = stage_name(table);
-    let src = source_select(mapping, schema, &stage, &[]);
+    let src = source_select(mapping, &stage, &[]);
     let secret =
         |column: &str| !same_session && keys.rekeys() && SECRET_COLUMNS.contains(&(table, column));
     let content: Vec<String> = mapping
