@@ -365,3 +365,64 @@ fn normal_json(text: &str) -> String {
         .map(|v| sort(v).to_string())
         .unwrap_or_else(|_| text.to_owned())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dag_version_latest_points_at_the_newest_version_of_each_dag() {
+    let dataset = exported("airflow-2.10.5", 91, 80).await;
+    let manifest = only_manifest(dataset.path());
+    let runs = read_table(dataset.path(), &manifest, "dag_run");
+    let mut dag_ids: Vec<String> = runs
+        .iter()
+        .flat_map(|b| {
+            let ids = b.column(b.schema().index_of("dag_id").unwrap()).clone();
+            (0..b.num_rows()).filter_map(move |r| pg_text(ids.as_ref(), r))
+        })
+        .collect();
+    dag_ids.sort();
+    dag_ids.dedup();
+    assert!(dag_ids.len() >= 2);
+
+    let db = target("airflow-3.2.2");
+    cluster().psql(
+        &db,
+        "INSERT INTO dag_bundle (name, active) VALUES ('dags-folder', true)",
+    );
+    for (i, dag_id) in dag_ids.iter().enumerate() {
+        cluster().psql(
+            &db,
+            &format!(
+                "INSERT INTO dag (dag_id, is_paused, is_stale, bundle_name, timetable_type,
+                                  max_active_tasks, max_consecutive_failed_dag_runs,
+                                  has_task_concurrency_limits)
+                 VALUES ('{dag_id}', false, false, 'dags-folder', 'cron', 16, 0, false);
+                 INSERT INTO dag_version (id, version_number, dag_id, created_at, last_updated)
+                 VALUES ('00000000-0000-7000-8000-{i:012}', 1, '{dag_id}', now(), now()),
+                        ('00000000-0000-7000-9000-{i:012}', 2, '{dag_id}', now(), now());"
+            ),
+        );
+    }
+    let options =
+        import_options(dataset.path(), &db).with_dag_version(load::DagVersionPolicy::Latest);
+    let summary = load::run(&options).await.unwrap();
+    assert!(summary.verification.unwrap().ok());
+    let wrong = cluster().psql_value(
+        &db,
+        "SELECT count(*) FROM task_instance ti LEFT JOIN dag_version v ON v.id = ti.dag_version_id
+          WHERE v.version_number IS DISTINCT FROM 2 OR v.dag_id <> ti.dag_id",
+    );
+    assert_eq!(
+        wrong, "0",
+        "task instances not pointing at their DAG's newest version"
+    );
+    let wrong_runs = cluster().psql_value(
+        &db,
+        "SELECT count(*) FROM dag_run r LEFT JOIN dag_version v ON v.id = r.created_dag_version_id
+          WHERE v.version_number IS DISTINCT FROM 2",
+    );
+    assert_eq!(wrong_runs, "0");
+    let tis: i64 = cluster()
+        .psql_value(&db, "SELECT count(*) FROM task_instance")
+        .parse()
+        .unwrap();
+    assert!(tis > 0);
+}
