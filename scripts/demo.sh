@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on an embedded default, with nothing but this repository: starts a throwaway
 # PostgreSQL, creates a real Airflow 2.10 schema in it (the DDL Airflow 2.10.5 itself generated),
-# fills it with a generated history, inspects it, and exports it to canonical Parquet in
-# ./demo-output (or $CONTRAIL_DEMO_OUTPUT). Installs PostgreSQL with apt if it is missing.
+# fills it with a generated history, inspects it, exports it to canonical Parquet in
+# ./demo-output (or $CONTRAIL_DEMO_OUTPUT), and imports that dataset into a second database with
+# the real Airflow 3.2 schema (a cutover), verified. Installs PostgreSQL with apt if it is missing.
 #
 #   scripts/demo.sh [TASK_INSTANCES (default 50000)]
 set -euo pipefail
@@ -28,6 +29,12 @@ echo >&2
 echo "== contrail export to $out" >&2
 rm -rf "$out"
 "$bin" export --db "$url" --to "$out"
+target="postgresql://postgres@127.0.0.1:$CONTRAIL_PG_PORT/airflow3"
+"$CONTRAIL_PSQL" -X -q -d "postgresql://postgres@127.0.0.1:$CONTRAIL_PG_PORT/postgres" -c "CREATE DATABASE airflow3"
+"$CONTRAIL_PSQL" -X -q -v ON_ERROR_STOP=1 -d "$target" -f tests/fixtures/ddl/airflow-3.2.2.sql >/dev/null
+echo >&2
+echo "== contrail import into an empty Airflow 3.2 database at $target" >&2
+"$bin" import --from "$out" --db "$target"
 cat <<HINT
 
 The dataset in $out is Hive-partitioned Parquet; _contrail/exports/*.json is its manifest.

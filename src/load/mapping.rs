@@ -211,8 +211,9 @@ pub(crate) fn map_table(
         && present.contains("conf_raw")
     {
         builder.note(
-            "dag_run.conf: confs kept as undecodable pickle bytes are left NULL (this Airflow \
-             version stores JSON; its own migration does the same)"
+            "dag_run.conf: confs the dataset kept only as undecodable pickle bytes (conf_raw), \
+             if any, are left NULL (this Airflow version stores JSON; its own migration does \
+             the same)"
                 .to_owned(),
         );
     }
@@ -220,7 +221,8 @@ pub(crate) fn map_table(
     let dropped = canonical
         .columns
         .iter()
-        .filter(|c| present.contains(&c.name) && !builder.used.contains(&c.name))
+        // Ids are always the target's own; they are never "dropped".
+        .filter(|c| present.contains(&c.name) && !builder.used.contains(&c.name) && c.name != "id")
         .filter(|c| {
             // Carried by the source, and not derivable from what the target keeps.
             source_table.is_some_and(|read| {
