@@ -118,6 +118,24 @@ async fn failed_imports_change_nothing_and_say_why() {
         .await
         .unwrap_err();
     expect_failure(&older, error.to_string(), "--allow-downgrade");
+    // Forced, it imports what the older schema holds and reports the rest.
+    let forced = load::run(&import_options(dataset.path(), &older).with_allow_downgrade(true))
+        .await
+        .unwrap_or_else(|e| panic!("forced downgrade: {e}"));
+    assert!(
+        forced
+            .skipped_tables
+            .iter()
+            .any(|(t, _)| t == "task_instance_history"),
+        "{forced:?}"
+    );
+    let ti = forced
+        .tables
+        .iter()
+        .find(|t| t.table == "task_instance")
+        .unwrap();
+    assert!(ti.inserted > 0 && !ti.dropped_columns.is_empty(), "{ti:?}");
+    assert!(forced.verification.as_ref().unwrap().ok(), "{forced:?}");
 
     // A wrong Fernet key, and no key at all: refused before anything is written.
     let wrong = FernetKeys::new(
