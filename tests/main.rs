@@ -1,5 +1,5 @@
 //! contrail's integration tests: one binary, run against a real PostgreSQL cluster and a moto
-//! server (the S3 emulator) that the harness in `util/` starts.
+//! server (the S3 and CloudWatch Logs emulator) that the harness in `util/` starts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,6 +12,7 @@ mod export_s3;
 mod export_versions;
 mod generate;
 mod inspect;
+mod logs;
 mod source;
 mod store;
 mod util;

@@ -464,12 +464,10 @@ async fn load_index(common: &Common) -> Result<Option<TryIndex>> {
     }
 }
 
-fn source_template(common: &Common, index: Option<&TryIndex>) -> Option<LogTemplate> {
-    common.source_template.or_else(|| {
-        index
-            .and_then(|i| i.airflow_version.as_deref())
-            .map(LogTemplate::for_version)
-    })
+/// The template the user named; without one, each stream name is recognised on its own (the
+/// two templates cannot be confused, and an upgraded environment's group holds both).
+fn source_template(common: &Common, _index: Option<&TryIndex>) -> Option<LogTemplate> {
+    common.source_template
 }
 
 fn read_context(

@@ -114,8 +114,7 @@ macro_rules! common_setters {
             self
         }
 
-        /// The template of the source stream names. Default `None`: recognise each name (and
-        /// prefer the dataset's version when there is one).
+        /// The template of the source stream names. Default `None`: recognise each name.
         pub fn with_source_template(mut self, template: Option<LogTemplate>) -> Self {
             self.common.source_template = template;
             self
