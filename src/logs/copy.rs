@@ -754,8 +754,13 @@ async fn filter_lane(
         };
         let mut senders: HashMap<String, (mpsc::Sender<Chunk>, u64)> = HashMap::new();
         let mut names = Vec::with_capacity(taken.len());
+        // All of the group's slots at once: workers each holding part of theirs would wait
+        // for each other forever.
+        let Ok(mut permits) = slots.clone().acquire_many_owned(taken.len() as u32).await else {
+            return;
+        };
         for (_, job) in taken {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
+            let Some(permit) = permits.split(1) else {
                 return;
             };
             let name = job.report.stream.clone();

@@ -33,6 +33,10 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
 pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// Default longest backoff.
 pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(10);
+/// Default burst of each limiter, in seconds of its quota: half a second. Arrival times at the
+/// service jitter with latency, and a client that keeps some of the service's burst in reserve
+/// is not throttled by it.
+pub const DEFAULT_BURST_SECONDS: f64 = 0.5;
 
 /// The CloudWatch Logs APIs the copier calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,6 +87,7 @@ impl Api {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Quotas {
     tps: [f64; 6],
+    pub(crate) burst_seconds: f64,
     pub(crate) max_attempts: u32,
     pub(crate) backoff_base: Duration,
     pub(crate) backoff_cap: Duration,
@@ -99,6 +104,7 @@ impl Default for Quotas {
         tps[Api::PutEvents.index()] = DEFAULT_PUT_EVENTS_TPS;
         Self {
             tps,
+            burst_seconds: DEFAULT_BURST_SECONDS,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             backoff_base: DEFAULT_BACKOFF_BASE,
             backoff_cap: DEFAULT_BACKOFF_CAP,
@@ -114,11 +120,20 @@ impl Quotas {
         self
     }
 
-    /// Every quota multiplied by `factor` (the benchmark's scaled time).
+    /// Time running `factor` times faster (the benchmark's scaled time): every quota
+    /// multiplied by it, and the burst (a number of calls) kept the same.
     pub fn scaled(mut self, factor: f64) -> Self {
+        let factor = factor.max(0.001);
         for tps in &mut self.tps {
             *tps *= factor;
         }
+        self.burst_seconds /= factor;
+        self
+    }
+
+    /// Sets each limiter's burst, in seconds of its quota; default [`DEFAULT_BURST_SECONDS`].
+    pub fn with_burst_seconds(mut self, seconds: f64) -> Self {
+        self.burst_seconds = seconds.max(0.0);
         self
     }
 
@@ -161,13 +176,16 @@ struct Bucket {
 }
 
 impl RateLimiter {
-    /// A limiter allowing `quota` calls per second, with a burst of half a second's worth.
-    ///
-    /// Half a second, not a full one: arrival times at the service jitter with latency, and a
-    /// client that keeps some of the service's burst in reserve is never throttled by it.
+    /// A limiter allowing `quota` calls per second, with a burst of
+    /// [`DEFAULT_BURST_SECONDS`] of calls.
     pub fn new(quota: f64) -> Self {
+        Self::with_burst(quota, quota * DEFAULT_BURST_SECONDS)
+    }
+
+    /// A limiter allowing `quota` calls per second and `burst` calls at once (at least 1).
+    pub fn with_burst(quota: f64, burst: f64) -> Self {
         let quota = quota.max(0.01);
-        let burst = (quota / 2.0).max(1.0);
+        let burst = burst.max(1.0);
         Self {
             quota,
             state: Mutex::new(Bucket {
@@ -245,7 +263,9 @@ pub(crate) struct Limits {
 impl Limits {
     pub(crate) fn new(quotas: Quotas) -> Self {
         Self {
-            limiters: Api::ALL.map(|api| RateLimiter::new(quotas.tps(api))),
+            limiters: Api::ALL.map(|api| {
+                RateLimiter::with_burst(quotas.tps(api), quotas.tps(api) * quotas.burst_seconds)
+            }),
             quotas,
         }
     }

@@ -29,6 +29,8 @@ const MAX_FUTURE_MS: i64 = 2 * 3600 * 1000;
 #[derive(Debug, Clone)]
 pub struct QuotaModelOptions {
     quotas: Option<Quotas>,
+    /// The service's burst, in seconds of each quota.
+    burst_seconds: f64,
     latency: (Duration, Duration),
     page_events: usize,
     page_bytes: usize,
@@ -40,6 +42,7 @@ impl Default for QuotaModelOptions {
     fn default() -> Self {
         Self {
             quotas: Some(Quotas::default()),
+            burst_seconds: 1.0,
             latency: (Duration::from_millis(20), Duration::from_millis(50)),
             page_events: MAX_BATCH_EVENTS,
             page_bytes: MAX_BATCH_BYTES,
@@ -64,6 +67,7 @@ impl QuotaModelOptions {
     pub fn with_time_scale(mut self, factor: f64) -> Self {
         let factor = factor.max(0.001);
         self.quotas = self.quotas.map(|q| q.scaled(factor));
+        self.burst_seconds /= factor;
         self.latency = (
             self.latency.0.div_f64(factor),
             self.latency.1.div_f64(factor),
@@ -278,13 +282,14 @@ impl QuotaModel {
                 let tps = quotas.tps(api);
                 let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
                 let now = Instant::now();
+                let capacity = (tps * self.options.burst_seconds).max(1.0);
                 let bucket = buckets.entry(api).or_insert(Bucket {
-                    tokens: tps,
+                    tokens: capacity,
                     last: now,
                 });
                 let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
                 bucket.last = now;
-                bucket.tokens = (bucket.tokens + elapsed * tps).min(tps.max(1.0));
+                bucket.tokens = (bucket.tokens + elapsed * tps).min(capacity);
                 if bucket.tokens >= 1.0 {
                     bucket.tokens -= 1.0;
                     true
