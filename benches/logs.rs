@@ -69,7 +69,7 @@ fn main() {
             streams: 30,
             events: 20,
         };
-        let (elapsed, _) = runtime.block_on(run_contrail(&tiny, 50.0));
+        let (elapsed, _, _) = runtime.block_on(run_contrail(&tiny, 50.0));
         let (_, copied) = runtime.block_on(run_sequential(&tiny, 50.0));
         assert_eq!(copied, 600);
         println!(
@@ -84,7 +84,7 @@ fn main() {
     );
     for workload in &WORKLOADS {
         let limit = lower_limit(workload, scale);
-        let (contrail, throttles) = runtime.block_on(run_contrail(workload, scale));
+        let (contrail, throttles, calls) = runtime.block_on(run_contrail(workload, scale));
         let (sequential, copied) = runtime.block_on(run_sequential(workload, scale));
         println!(
             "{:<30} {:>10.2} {:>10.2} {:>7.3} {:>12.2} {:>14} {:>10}",
@@ -96,6 +96,7 @@ fn main() {
             format!("{copied}/{}", workload.streams * workload.events),
             throttles
         );
+        println!("{:<30} contrail's calls: {calls:?}", "");
     }
     match moto_server() {
         Some(bin) => runtime.block_on(moto(bin, quick)),
@@ -173,7 +174,10 @@ fn model(workload: &Workload, scale: f64) -> Arc<QuotaModel> {
     model
 }
 
-async fn run_contrail(workload: &Workload, scale: f64) -> (f64, u64) {
+async fn run_contrail(
+    workload: &Workload,
+    scale: f64,
+) -> (f64, u64, std::collections::BTreeMap<String, u64>) {
     let model = model(workload, scale);
     let started = Instant::now();
     let summary = contrail::logs::copy(
@@ -187,7 +191,7 @@ async fn run_contrail(workload: &Workload, scale: f64) -> (f64, u64) {
     let expected = (workload.streams * workload.events) as u64;
     assert_eq!(summary.events_written, expected);
     assert_eq!(model.written_totals("new-Task").0, expected);
-    (elapsed, summary.throttles)
+    (elapsed, summary.throttles, summary.calls)
 }
 
 /// The seeds' procedure: one stream at a time, one GetLogEvents page, one PutLogEvents, no

@@ -16,11 +16,13 @@ mod batch;
 mod checkpoint;
 mod client;
 mod copy;
+mod lanes;
 mod limiter;
 mod model;
 mod options;
 mod plan;
 mod reader;
+mod run;
 mod select;
 mod template;
 #[cfg(test)]
@@ -40,7 +42,7 @@ pub use client::{
     ApiError, ApiErrorKind, ApiResult, EventPage, FilterPage, GroupInfo, LogEvent, LogsClient,
     PutOutcome, RejectedInfo, StreamInfo, StreamPage,
 };
-pub use copy::{archive, copy};
+pub use copy::copy;
 pub use limiter::{Api, Quotas, RateLimiter};
 pub use limiter::{
     DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, DEFAULT_BURST_SECONDS, DEFAULT_CREATE_STREAM_TPS,
@@ -54,6 +56,7 @@ pub use options::{
 };
 pub use plan::{ArchiveSummary, CopySummary, StreamReport};
 pub use reader::{MAX_FILTER_STREAMS, read_stream};
+pub use run::archive;
 pub use template::{LogTemplate, TaskTry, sanitize};
 
 #[cfg(test)]

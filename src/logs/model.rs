@@ -132,11 +132,7 @@ impl ModelStream {
                 message_bytes,
             } => (index < *events).then(|| {
                 let timestamp = first + step * index as i64;
-                let mut message = format!("line {index} ");
-                message.extend(std::iter::repeat_n(
-                    'x',
-                    message_bytes.saturating_sub(message.len()),
-                ));
+                let message = format!("{index:x>message_bytes$}");
                 LogEvent {
                     timestamp,
                     ingestion_time: timestamp,
