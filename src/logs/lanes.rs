@@ -28,6 +28,10 @@ use super::writer::{Chunk, Job, Shared, write_stream};
 const PAGE_EVENTS: f64 = 10_000.0;
 /// Chunks queued per stream between its reader and its writer.
 const CHANNEL_CHUNKS: usize = 2;
+/// Most readers per lane; how many of them work at once follows the API's rate and latency.
+const MAX_LANE_WORKERS: usize = 16;
+/// How often an idle reader looks for work.
+const IDLE_POLL: Duration = Duration::from_millis(3);
 
 /// Events per stream seen so far, to size filter groups and decide what each lane takes.
 #[derive(Default)]
@@ -82,6 +86,10 @@ impl Estimate {
 struct Queue {
     jobs: VecDeque<(usize, Job)>,
     estimate: Estimate,
+    /// Streams the get lane is reading.
+    get_active: usize,
+    /// Groups the filter lane is reading.
+    filter_active: usize,
 }
 
 /// Runs both lanes over `jobs` and returns every stream's report.
@@ -94,14 +102,13 @@ pub(super) async fn run_lanes(
     let queue = Arc::new(Mutex::new(Queue {
         jobs: jobs.into_iter().map(|(_, j)| j).enumerate().collect(),
         estimate: Estimate::default(),
+        get_active: 0,
+        filter_active: 0,
     }));
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     let writers = Arc::new(Mutex::new(JoinSet::new()));
-    let quotas = &shared.limits;
-    let get_tps = quotas.limiter(Api::GetEvents).rate();
-    let filter_tps = quotas.limiter(Api::FilterEvents).rate();
-    let get_workers = ((get_tps * 0.1).ceil() as usize).clamp(2, concurrency.max(2));
-    let filter_workers = ((filter_tps * 0.1).ceil() as usize).clamp(1, concurrency.max(1));
+    let get_workers = concurrency.clamp(1, MAX_LANE_WORKERS);
+    let filter_workers = concurrency.clamp(1, MAX_LANE_WORKERS);
     let mut lanes = JoinSet::new();
     for _ in 0..get_workers {
         lanes.spawn(get_lane(
@@ -119,7 +126,6 @@ pub(super) async fn run_lanes(
             queue.clone(),
             slots.clone(),
             writers.clone(),
-            (get_tps, filter_tps),
             concurrency,
         ));
     }
@@ -169,16 +175,29 @@ async fn get_lane(
     slots: Arc<Semaphore>,
     writers: Writers,
 ) {
+    let limiter = shared.limits.limiter(Api::GetEvents);
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
+        // Only as many streams at once as keep the quota busy: the rest stay queued, where the
+        // filter lane may take them.
+        let (id, job) = loop {
+            let next = {
+                let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                if q.jobs.is_empty() {
+                    return;
+                }
+                if q.get_active < limiter.width() + 1 {
+                    q.get_active += 1;
+                    q.jobs.pop_front()
+                } else {
+                    None
+                }
+            };
+            match next {
+                Some(job) => break job,
+                None => tokio::time::sleep(IDLE_POLL).await,
+            }
         };
-        let Some((id, job)) = queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .jobs
-            .pop_front()
-        else {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
         };
         let name = job.report.stream.clone();
@@ -209,6 +228,7 @@ async fn get_lane(
         }
         drop(tx);
         let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
+        queue.get_active -= 1;
         queue.estimate.inflight.remove(&id);
         queue.estimate.finished(events);
     }
@@ -222,15 +242,20 @@ async fn filter_lane(
     queue: Arc<Mutex<Queue>>,
     slots: Arc<Semaphore>,
     writers: Writers,
-    (get_tps, filter_tps): (f64, f64),
     concurrency: usize,
 ) {
+    let limits = &shared.limits;
     loop {
-        // Wait until the get lane has shown how big streams are.
+        // Wait until the get lane has shown how big streams are, and for a free place.
         let taken = loop {
-            match take_group(&queue, (get_tps, filter_tps), concurrency) {
+            let rates = Rates {
+                get: limits.limiter(Api::GetEvents).rate(),
+                filter: limits.limiter(Api::FilterEvents).rate(),
+                filter_width: limits.limiter(Api::FilterEvents).width(),
+            };
+            match take_group(&queue, rates, concurrency) {
                 Take::Done => return,
-                Take::Wait => tokio::time::sleep(Duration::from_millis(2)).await,
+                Take::Wait => tokio::time::sleep(IDLE_POLL).await,
                 Take::Group(jobs) => break jobs,
             }
         };
@@ -284,6 +309,7 @@ async fn filter_lane(
             }
         }
         let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.filter_active -= 1;
         for (_, count) in senders.into_values() {
             q.estimate.finished(count);
         }
@@ -299,10 +325,18 @@ enum Take {
 /// The filter lane's next group: as many streams as make about four pages (at most half the
 /// slots, so reading never waits for every writer to finish), and only if the get lane alone
 /// would take longer to read the rest than the filter lane needs for them.
-fn take_group(queue: &Mutex<Queue>, (get_tps, filter_tps): (f64, f64), concurrency: usize) -> Take {
+fn take_group(queue: &Mutex<Queue>, rates: Rates, concurrency: usize) -> Take {
+    let Rates {
+        get: get_tps,
+        filter: filter_tps,
+        filter_width,
+    } = rates;
     let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
     if q.jobs.is_empty() {
         return Take::Done;
+    }
+    if q.filter_active >= filter_width {
+        return Take::Wait;
     }
     let Some(per_stream) = q.estimate.per_stream() else {
         return Take::Wait;
@@ -329,7 +363,16 @@ fn take_group(queue: &Mutex<Queue>, (get_tps, filter_tps): (f64, f64), concurren
         return Take::Done;
     }
     let at = q.jobs.len() - size;
+    q.filter_active += 1;
     Take::Group(q.jobs.split_off(at))
+}
+
+/// The current rates of the two read APIs, and how many filter groups keep FilterLogEvents busy.
+#[derive(Clone, Copy)]
+struct Rates {
+    get: f64,
+    filter: f64,
+    filter_width: usize,
 }
 
 #[cfg(test)]
@@ -359,8 +402,16 @@ mod tests {
         Mutex::new(Queue {
             jobs: (0..jobs).map(|i| (i, job(i))).collect(),
             estimate,
+            get_active: 0,
+            filter_active: 0,
         })
     }
+
+    const RATES: Rates = Rates {
+        get: 25.0,
+        filter: 10.0,
+        filter_width: 1,
+    };
 
     fn taken(take: Take) -> Option<usize> {
         match take {
@@ -372,22 +423,25 @@ mod tests {
     #[test]
     fn small_streams_go_many_to_a_filter_call_within_half_the_slots() {
         let q = queue(2000, &[200], 100);
-        assert_eq!(taken(take_group(&q, (25.0, 10.0), 64)), Some(32));
-        assert_eq!(taken(take_group(&q, (25.0, 10.0), 400)), Some(100));
+        assert_eq!(taken(take_group(&q, RATES, 64)), Some(32));
+        // One group at a time keeps a FilterLogEvents quota this fast busy.
+        assert!(matches!(take_group(&q, RATES, 64), Take::Wait));
+        let q = queue(2000, &[200], 100);
+        assert_eq!(taken(take_group(&q, RATES, 400)), Some(100));
         // Until the get lane has finished a stream (or seen a big one), the filter lane waits.
         let q = queue(10, &[], 100);
-        assert!(matches!(take_group(&q, (25.0, 10.0), 64), Take::Wait));
+        assert!(matches!(take_group(&q, RATES, 64), Take::Wait));
     }
 
     #[test]
     fn big_streams_go_one_at_a_time_and_not_at_the_end() {
         // 200,000 events of 100 bytes: 25 pages each.
         let q = queue(10, &[200_000], 100);
-        assert_eq!(taken(take_group(&q, (25.0, 10.0), 64)), Some(1));
+        assert_eq!(taken(take_group(&q, RATES, 64)), Some(1));
         // Two left: the get lane reads them (2 x 26 calls at 25/s) sooner than the filter lane
         // reads one (25 pages at 10/s).
         let q = queue(2, &[200_000], 100);
-        assert!(matches!(take_group(&q, (25.0, 10.0), 64), Take::Done));
+        assert!(matches!(take_group(&q, RATES, 64), Take::Done));
     }
 
     #[test]

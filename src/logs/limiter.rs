@@ -164,6 +164,8 @@ pub struct RateLimiter {
     state: Mutex<Bucket>,
     throttles: AtomicU64,
     calls: AtomicU64,
+    /// Moving average of the time the service takes to answer, in microseconds (0: unknown).
+    latency_micros: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -196,6 +198,7 @@ impl RateLimiter {
             }),
             throttles: AtomicU64::new(0),
             calls: AtomicU64::new(0),
+            latency_micros: AtomicU64::new(0),
         }
     }
 
@@ -235,6 +238,31 @@ impl RateLimiter {
         if bucket.rate < self.quota {
             bucket.rate = (bucket.rate + self.quota * 0.02).min(self.quota);
         }
+    }
+
+    /// Records how long a call took to answer (a moving average of the last few calls).
+    pub fn record_latency(&self, latency: Duration) {
+        let sample = latency.as_micros().min(u128::from(u32::MAX)) as u64;
+        let _ = self
+            .latency_micros
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if old == 0 {
+                    sample
+                } else {
+                    (old * 4 + sample) / 5
+                })
+            });
+    }
+
+    /// The moving average of the time calls take to answer; zero before the first call.
+    pub fn latency(&self) -> Duration {
+        Duration::from_micros(self.latency_micros.load(Ordering::Relaxed))
+    }
+
+    /// Calls that must be in flight at once to use the whole quota: twice the rate times the
+    /// latency, at least 1.
+    pub fn width(&self) -> usize {
+        ((self.rate() * self.latency().as_secs_f64() * 2.0).ceil() as usize).max(1)
     }
 
     /// Throttled calls so far.
@@ -301,7 +329,10 @@ impl Limits {
         let mut attempt = 0u32;
         loop {
             limiter.acquire().await;
-            match call().await {
+            let sent = Instant::now();
+            let result = call().await;
+            limiter.record_latency(sent.elapsed());
+            match result {
                 Ok(value) => {
                     limiter.succeeded();
                     return Ok(value);
