@@ -18,10 +18,13 @@ fn main() -> io::Result<()> {
     for file in &files {
         let relative = file.strip_prefix(&schemas).map_err(io::Error::other)?;
         let relative = relative.to_string_lossy().replace('\\', "/");
+        // The path is spelled from CARGO_MANIFEST_DIR when the crate compiles, not baked in
+        // here: a target directory shared by several checkouts (a CI clone, a worktree) then
+        // always embeds the files of the checkout being built.
+        let path = format!("/schemas/{relative}");
         writeln!(
             out,
-            "    ({relative:?}, include_str!({:?})),",
-            file.display().to_string()
+            "    ({relative:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {path:?}))),"
         )
         .map_err(io::Error::other)?;
     }

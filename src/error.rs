@@ -160,6 +160,24 @@ pub enum Error {
         message: String,
     },
 
+    /// A dataset file or manifest is missing, corrupt, or not what its manifest says.
+    #[error("dataset object {object}: {message}")]
+    Dataset {
+        /// The object (key relative to the dataset, or the dataset's URL).
+        object: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+
+    /// An import cannot start or could not be completed; nothing was committed.
+    #[error("import into {table}: {message}")]
+    Import {
+        /// The target table concerned, or `the target database`.
+        table: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+
     /// A CloudWatch Logs copy or archive cannot start or failed: a missing group, no region or
     /// credentials, a call that kept failing.
     #[error("{target}: {message}")]

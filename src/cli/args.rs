@@ -28,6 +28,12 @@ pub enum Command {
     /// Export the history tables, as of one snapshot, to canonical Parquet in a directory or
     /// on S3; the manifest is written last.
     Export(Box<ExportArgs>),
+    /// Load a dataset into another environment's Airflow database (made by its own `airflow db
+    /// migrate`), any version to any later one, in one transaction.
+    Import(Box<ImportArgs>),
+    /// Compare a dataset with an Airflow database: rows present, content checksums. Changes
+    /// nothing.
+    Verify(Box<ImportArgs>),
     /// Fill an empty Airflow metadata database (schema made by `airflow db migrate`) with
     /// realistic, deterministic synthetic history, for tests, demos and benchmarks.
     Generate(GenerateArgs),
@@ -168,6 +174,107 @@ pub struct ExportArgs {
     /// Print the plan (tables, estimated rows, ranges, object keys) and write nothing.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+/// What `contrail import` does with rows whose natural key exists in the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConflictArg {
+    /// Keep the target's row; count it as skipped.
+    Skip,
+    /// Abort; nothing is written.
+    Fail,
+    /// Overwrite the target row's content (its ids and references stay).
+    Update,
+}
+
+/// Where Airflow 3 dag_version references of imported rows point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DagVersionArg {
+    /// Leave them NULL, as Airflow's own 2-to-3 migration does.
+    Null,
+    /// The newest dag_version of the DAG in the target (parse the DAGs there first).
+    Latest,
+}
+
+/// `contrail import` and `contrail verify`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The dataset: a directory, or s3://bucket/prefix.
+    #[arg(long, value_name = "SRC")]
+    pub from: String,
+
+    /// PostgreSQL URL of the target Airflow database (default: $DATABASE_URL, then
+    /// $AIRFLOW__DATABASE__SQL_ALCHEMY_CONN).
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
+
+    /// The export to use (default: the newest manifest at SRC).
+    #[arg(long, value_name = "ID")]
+    pub export_id: Option<String>,
+
+    /// PostgreSQL schema that holds the target's Airflow tables.
+    #[arg(long, default_value = crate::source::inspect::DEFAULT_SCHEMA)]
+    pub schema: String,
+
+    /// Treat the target as this Airflow version instead of detecting it.
+    #[arg(long, value_name = "VERSION")]
+    pub assume_version: Option<String>,
+
+    /// Only these tables (comma separated).
+    #[arg(long, value_delimiter = ',', value_name = "TABLE,...")]
+    pub tables: Option<Vec<String>>,
+
+    /// Not these tables (comma separated).
+    #[arg(long, value_delimiter = ',', value_name = "TABLE,...")]
+    pub exclude_tables: Vec<String>,
+
+    /// Rows whose natural key exists in the target (dag_run: dag_id+run_id; task_instance:
+    /// dag_id+task_id+run_id+map_index; variable: key; slot_pool: pool).
+    #[arg(long, value_enum, default_value_t = ConflictArg::Skip)]
+    pub on_conflict: ConflictArg,
+
+    /// Do everything, report what would be inserted, skipped and updated, then roll back.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Import into a target older than the dataset's source; every column it cannot hold is
+    /// reported.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+
+    /// Airflow 3: what task_instance.dag_version_id and dag_run.created_dag_version_id point at.
+    #[arg(long, value_enum, default_value_t = DagVersionArg::Null)]
+    pub dag_version: DagVersionArg,
+
+    /// The old environment's [core] fernet_key, to decrypt variables and connection secrets.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "CONTRAIL_SOURCE_FERNET_KEY",
+        hide_env_values = true
+    )]
+    pub source_fernet_key: Option<String>,
+
+    /// The new environment's [core] fernet_key, to encrypt them again (first key encrypts).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "CONTRAIL_TARGET_FERNET_KEY",
+        hide_env_values = true
+    )]
+    pub target_fernet_key: Option<String>,
+
+    /// Both environments use the same Fernet key: copy encrypted values as they are.
+    #[arg(long)]
+    pub same_fernet_key: bool,
+
+    /// Skip the comparison of counts and checksums after the commit.
+    #[arg(long)]
+    pub no_verify: bool,
 
     /// Output format of the summary.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]

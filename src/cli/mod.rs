@@ -4,6 +4,7 @@
 mod args;
 mod export;
 mod generate;
+mod import;
 mod inspect;
 mod logs;
 mod progress;
@@ -42,6 +43,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Inspect(args) => inspect::run(args).await,
         Command::Export(args) => export::run(*args, cli.quiet).await,
+        Command::Import(args) => import::run(*args, cli.quiet).await,
+        Command::Verify(args) => import::verify(*args).await,
         Command::Generate(args) => generate::run(args).await,
         Command::Logs(args) => logs::run(args, cli.quiet).await,
     }

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::export::ExportProgress;
+use crate::load::ImportProgress;
 
 /// indicatif bars keyed by table.
 pub(crate) struct Bars {
@@ -66,5 +67,19 @@ impl ExportProgress for Bars {
             bar.set_length(bar.position());
             bar.finish();
         }
+    }
+}
+
+impl ImportProgress for Bars {
+    fn table_started(&self, table: &str, rows: u64) {
+        self.table_planned(table, rows);
+    }
+
+    fn rows(&self, table: &str, rows: u64) {
+        ExportProgress::rows(self, table, rows);
+    }
+
+    fn table_done(&self, table: &str) {
+        ExportProgress::table_done(self, table);
     }
 }

@@ -103,9 +103,19 @@ impl<W: Write> HashingWriter<W> {
     /// The wrapped writer, bytes written and their SHA-256.
     pub fn finish(self) -> (W, u64, String) {
         let digest = self.hasher.finalize();
-        let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
-        (self.inner, self.bytes, hex)
+        (self.inner, self.bytes, hex(&digest))
     }
+}
+
+/// Lower-case hex of `bytes` (how manifests write SHA-256 digests).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 impl<W: Write> Write for HashingWriter<W> {

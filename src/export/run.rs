@@ -361,25 +361,7 @@ async fn estimate_rows(client: &tokio_postgres::Client, schema: &str, table: &st
 
 /// The watermark of every table in the newest manifest at the destination.
 async fn latest_watermarks(store: &dyn Store) -> Result<BTreeMap<String, DateTime<Utc>>> {
-    let mut newest: Option<Manifest> = None;
-    for object in store.list(&format!("{}/", layout::MANIFEST_DIR)).await? {
-        if !object.key.ends_with(".json") {
-            continue;
-        }
-        let body = store.get(&object.key).await?;
-        let manifest: Manifest = serde_json::from_slice(&body).map_err(|e| Error::Export {
-            message: format!(
-                "manifest {} is not valid: {e}; remove it or export to a new destination",
-                object.key
-            ),
-        })?;
-        if newest
-            .as_ref()
-            .is_none_or(|n| manifest.snapshot_time > n.snapshot_time)
-        {
-            newest = Some(manifest);
-        }
-    }
+    let newest = crate::dataset::read::manifests(store).await?.pop();
     let mut out = BTreeMap::new();
     for (table, entry) in newest.map(|m| m.tables).unwrap_or_default() {
         if let Some(mark) = entry

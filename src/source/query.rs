@@ -451,7 +451,7 @@ struct Typed {
 
 /// The PostgreSQL type a canonical type is cast to when the source type cannot be decoded
 /// into it directly.
-fn pg_type_for(ty: CanonicalType) -> PgType {
+pub(crate) fn pg_type_for(ty: CanonicalType) -> PgType {
     match ty {
         CanonicalType::Int16 => PgType::SmallInt,
         CanonicalType::Int32 => PgType::Integer,
