@@ -299,3 +299,108 @@ pub(crate) async fn list_streams(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    const HOUR: i64 = 3600 * 1000;
+
+    fn info(name: &str, first: i64, last: i64) -> StreamInfo {
+        StreamInfo {
+            name: name.to_owned(),
+            creation_time: first,
+            first_event: Some(first),
+            last_event: Some(last),
+            last_ingestion: Some(last),
+        }
+    }
+
+    fn planner(selection: &Selection) -> Planner<'_> {
+        Planner {
+            selection,
+            index: None,
+            source_template: None,
+            target_template: Some(LogTemplate::Modern),
+            old_before: Some(100 * HOUR),
+        }
+    }
+
+    #[test]
+    fn dags_are_chosen_by_id_or_prefix_and_other_names_only_without_a_filter() {
+        let modern = "dag_id=etl_a/run_id=r/task_id=t/attempt=1.log";
+        let legacy = "etl_b/t/2024-03-01T00_00_00+00_00/1.log";
+        let selection = Selection {
+            dag_prefixes: vec!["etl_".into()],
+            ..Selection::default()
+        };
+        let p = planner(&selection);
+        assert!(p.plan(info(modern, 200 * HOUR, 201 * HOUR)).is_some());
+        assert!(p.plan(info(legacy, 200 * HOUR, 201 * HOUR)).is_some());
+        assert!(
+            p.plan(info("scheduler.log", 200 * HOUR, 201 * HOUR))
+                .is_none()
+        );
+        let selection = Selection {
+            dag_ids: vec!["etl_b".into()],
+            ..Selection::default()
+        };
+        let p = planner(&selection);
+        assert!(p.plan(info(modern, 200 * HOUR, 201 * HOUR)).is_none());
+        // Without a filter, a name of no template is copied as is and reported.
+        let all = Selection::default();
+        let kept = planner(&all)
+            .plan(info("scheduler.log", 200 * HOUR, 201 * HOUR))
+            .unwrap();
+        assert_eq!(kept.target, "scheduler.log");
+        assert!(kept.unmatched.is_some());
+    }
+
+    #[test]
+    fn the_window_skips_streams_that_cannot_hold_events_in_it() {
+        let selection = Selection {
+            since: Utc.timestamp_millis_opt(300 * HOUR).single(),
+            until: Utc.timestamp_millis_opt(400 * HOUR).single(),
+            ..Selection::default()
+        };
+        let p = planner(&selection);
+        let name = "dag_id=d/run_id=r/task_id=t/attempt=1.log";
+        // Last ingestion more than 2 hours before `since`: nothing in the window.
+        assert!(p.plan(info(name, 200 * HOUR, 297 * HOUR)).is_none());
+        // Within 2 hours: an event may be stamped up to 2 hours after its ingestion.
+        assert!(p.plan(info(name, 200 * HOUR, 299 * HOUR)).is_some());
+        // First event at or after `until`.
+        assert!(p.plan(info(name, 400 * HOUR, 401 * HOUR)).is_none());
+    }
+
+    #[test]
+    fn old_events_are_flagged_from_the_first_event_and_the_window() {
+        let all = Selection::default();
+        let name = "dag_id=d/run_id=r/task_id=t/attempt=1.log";
+        assert!(
+            planner(&all)
+                .plan(info(name, 99 * HOUR, 200 * HOUR))
+                .unwrap()
+                .has_old
+        );
+        assert!(
+            !planner(&all)
+                .plan(info(name, 101 * HOUR, 200 * HOUR))
+                .unwrap()
+                .has_old
+        );
+        // A window that starts after the cut-off leaves the old events out.
+        let recent = Selection {
+            since: Utc.timestamp_millis_opt(150 * HOUR).single(),
+            ..Selection::default()
+        };
+        assert!(
+            !planner(&recent)
+                .plan(info(name, 99 * HOUR, 200 * HOUR))
+                .unwrap()
+                .has_old
+        );
+    }
+}
