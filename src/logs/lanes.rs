@@ -18,7 +18,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::batch::{EVENT_OVERHEAD_BYTES, MAX_BATCH_BYTES};
-use super::client::LogEvent;
+use super::client::{ApiErrorKind, LogEvent};
 use super::limiter::Api;
 use super::plan::{Planned, StreamReport};
 use super::reader::{GroupReader, MAX_FILTER_STREAMS, ReadContext, StreamReader};
@@ -90,6 +90,8 @@ struct Queue {
     get_active: usize,
     /// Groups the filter lane is reading.
     filter_active: usize,
+    /// Set when FilterLogEvents is refused: the get lane reads everything.
+    filter_disabled: bool,
 }
 
 /// Runs both lanes over `jobs` and returns every stream's report.
@@ -104,6 +106,7 @@ pub(super) async fn run_lanes(
         estimate: Estimate::default(),
         get_active: 0,
         filter_active: 0,
+        filter_disabled: false,
     }));
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     let writers = Arc::new(Mutex::new(JoinSet::new()));
@@ -298,6 +301,25 @@ async fn filter_lane(
                     }
                 }
                 Ok(None) => break,
+                Err(error)
+                    if matches!(error.kind, ApiErrorKind::Auth | ApiErrorKind::Invalid)
+                        && senders.values().all(|(_, count)| *count == 0) =>
+                {
+                    // No logs:FilterLogEvents permission (the AWS sample's policy lacks it), or
+                    // a service that refuses the call: read this group with GetLogEvents, and
+                    // leave the rest of the queue to the get lane.
+                    tracing::warn!(error = %error, "FilterLogEvents refused; reading with GetLogEvents only.");
+                    queue
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .filter_disabled = true;
+                    for name in &names {
+                        if let Some((tx, count)) = senders.get_mut(name) {
+                            *count = read_one(&ctx, name, tx).await;
+                        }
+                    }
+                    break;
+                }
                 Err(error) => {
                     for (name, (tx, _)) in &senders {
                         let _ = tx
@@ -312,6 +334,29 @@ async fn filter_lane(
         q.filter_active -= 1;
         for (_, count) in senders.into_values() {
             q.estimate.finished(count);
+        }
+    }
+}
+
+/// Reads one stream with GetLogEvents into its writer; returns the events read.
+async fn read_one(ctx: &ReadContext, name: &str, tx: &mpsc::Sender<Chunk>) -> u64 {
+    let mut reader = StreamReader::new(ctx.clone(), name.to_owned());
+    let mut events = 0;
+    loop {
+        match reader.next_page().await {
+            Ok(Some(page)) => {
+                events += page.len() as u64;
+                if tx.send(Ok(page)).await.is_err() {
+                    return events;
+                }
+            }
+            Ok(None) => return events,
+            Err(error) => {
+                let _ = tx
+                    .send(Err(format!("reading {}/{name}: {error}", ctx.group)))
+                    .await;
+                return events;
+            }
         }
     }
 }
@@ -332,7 +377,7 @@ fn take_group(queue: &Mutex<Queue>, rates: Rates, concurrency: usize) -> Take {
         filter_width,
     } = rates;
     let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
-    if q.jobs.is_empty() {
+    if q.jobs.is_empty() || q.filter_disabled {
         return Take::Done;
     }
     if q.filter_active >= filter_width {
@@ -404,6 +449,7 @@ mod tests {
             estimate,
             get_active: 0,
             filter_active: 0,
+            filter_disabled: false,
         })
     }
 

@@ -299,3 +299,23 @@ async fn missing_groups_are_clear_errors() {
     .unwrap();
     assert!(summary.created_target);
 }
+
+#[tokio::test]
+async fn without_filter_permission_every_stream_is_read_with_get() {
+    let client = service();
+    let start = now_ms() - 600_000;
+    for s in 0..40 {
+        client.model.add_stream(
+            "src",
+            &format!("s{s:02}"),
+            ModelStream::Stored(events(start, 5, "e")),
+        );
+    }
+    client.fail(Api::FilterEvents, &[ApiErrorKind::Auth; 50]);
+    let summary = super::copy(options(&client)).await.unwrap();
+    assert_eq!(summary.events_written, 200);
+    assert!(client.calls(Api::FilterEvents) >= 1);
+    for s in 0..40 {
+        assert_eq!(client.model.written("dst", &format!("s{s:02}")).len(), 5);
+    }
+}
