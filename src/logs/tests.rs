@@ -302,20 +302,31 @@ async fn missing_groups_are_clear_errors() {
 
 #[tokio::test]
 async fn without_filter_permission_every_stream_is_read_with_get() {
-    let client = service();
+    // Latency and quotas (20 times AWS's pace) so that the filter lane gets to work.
+    let client = Arc::new(Faulty::new(
+        QuotaModelOptions::default().with_time_scale(20.0),
+    ));
+    client.model.add_group("src", None);
+    client.model.add_group("dst", None);
     let start = now_ms() - 600_000;
-    for s in 0..40 {
+    for s in 0..200 {
         client.model.add_stream(
             "src",
-            &format!("s{s:02}"),
+            &format!("s{s:03}"),
             ModelStream::Stored(events(start, 5, "e")),
         );
     }
     client.fail(Api::FilterEvents, &[ApiErrorKind::Auth; 50]);
-    let summary = super::copy(options(&client)).await.unwrap();
-    assert_eq!(summary.events_written, 200);
+    let summary = super::copy(
+        CopyOptions::new("src", "dst")
+            .with_client(client.clone())
+            .with_quotas(Quotas::default().scaled(20.0)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.events_written, 1000);
     assert!(client.calls(Api::FilterEvents) >= 1);
-    for s in 0..40 {
-        assert_eq!(client.model.written("dst", &format!("s{s:02}")).len(), 5);
+    for s in 0..200 {
+        assert_eq!(client.model.written("dst", &format!("s{s:03}")).len(), 5);
     }
 }
