@@ -85,7 +85,7 @@ pub async fn copy(options: CopyOptions) -> Result<CopySummary> {
     let old_before = now - max_age + DEFAULT_AGE_MARGIN_MS;
 
     let index = load_index(&options.common).await?;
-    let source_template = source_template(&options.common, index.as_ref());
+    let source_template = source_template(&options.common);
     let planner = Planner {
         selection: &options.common.selection,
         index: index.as_ref(),

@@ -45,7 +45,7 @@ pub async fn archive(options: ArchiveOptions) -> Result<ArchiveSummary> {
     let planner = Planner {
         selection: &options.common.selection,
         index: index.as_ref(),
-        source_template: source_template(&options.common, index.as_ref()),
+        source_template: source_template(&options.common),
         target_template: None,
         old_before: None,
     };
@@ -167,7 +167,7 @@ pub(super) async fn load_index(common: &Common) -> Result<Option<TryIndex>> {
 
 /// The template the user named; without one, each stream name is recognised on its own (the
 /// two templates cannot be confused, and an upgraded environment's group holds both).
-pub(super) fn source_template(common: &Common, _index: Option<&TryIndex>) -> Option<LogTemplate> {
+pub(super) fn source_template(common: &Common) -> Option<LogTemplate> {
     common.source_template
 }
 

@@ -1,3 +1,6 @@
+//! The readers against the fault-injecting service: token-repeat pagination through empty
+//! pages, expired tokens, retries, the window, FilterLogEvents across streams.
+
 use std::sync::Arc;
 
 use super::*;
