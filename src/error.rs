@@ -178,6 +178,16 @@ pub enum Error {
         message: String,
     },
 
+    /// A CloudWatch Logs copy or archive cannot start or failed: a missing group, no region or
+    /// credentials, a call that kept failing.
+    #[error("{target}: {message}")]
+    Logs {
+        /// The log group or stream (or the service) concerned.
+        target: String,
+        /// What failed and what the user can do.
+        message: String,
+    },
+
     /// A local file could not be read or written.
     #[error("{path}: {source}")]
     Io {

@@ -5,7 +5,7 @@
 //! The pipeline stages are modules: [`catalog`] (what each Airflow version's schema is),
 //! [`source`] (reading PostgreSQL), [`remap`] (pure value and column transforms), [`dataset`]
 //! (the files' contract), [`store`] (local directories and S3), [`export`], [`load`] (import into another database), [`generate`]
-//! (synthetic history for tests and benchmarks), and [`cli`] (the command line).
+//! (synthetic history for tests and benchmarks), [`logs`] (CloudWatch task logs), and [`cli`] (the command line).
 
 pub mod catalog;
 pub mod cli;
@@ -14,6 +14,7 @@ pub mod error;
 pub mod export;
 pub mod generate;
 pub mod load;
+pub mod logs;
 pub mod remap;
 pub mod source;
 pub mod store;

@@ -1,5 +1,5 @@
 //! contrail's integration tests: one binary, run against a real PostgreSQL cluster and a moto
-//! server (the S3 emulator) that the harness in `util/` starts.
+//! server (the S3 and CloudWatch Logs emulator) that the harness in `util/` starts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,6 +15,7 @@ mod import;
 mod import_cli;
 mod import_faults;
 mod inspect;
+mod logs;
 mod source;
 mod store;
 mod util;

@@ -37,6 +37,9 @@ pub enum Command {
     /// Fill an empty Airflow metadata database (schema made by `airflow db migrate`) with
     /// realistic, deterministic synthetic history, for tests, demos and benchmarks.
     Generate(GenerateArgs),
+    /// Copy task logs between CloudWatch Logs groups (renaming streams across Airflow's log
+    /// filename templates), or archive them to Parquet.
+    Logs(super::LogsArgs),
 }
 
 /// Output formats for summaries.

@@ -6,6 +6,7 @@ mod export;
 mod generate;
 mod import;
 mod inspect;
+mod logs;
 mod progress;
 mod time;
 
@@ -13,6 +14,10 @@ use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
 
 pub use args::{Cli, Command, OutputFormat};
+pub use logs::{
+    LogsArchiveArgs, LogsArgs, LogsCommand, LogsCopyArgs, OldEventsArg, QuotaArgs, SelectionArgs,
+    TemplateArg,
+};
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -26,6 +31,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_PROBLEMS: u8 = 1;
 /// Exit code for an error: nothing useful was done.
 pub const EXIT_ERROR: u8 = 2;
+/// Exit code for "completed, but some events were rejected" (`contrail logs copy`).
+pub const EXIT_PARTIAL: u8 = 3;
 
 /// Runs the parsed command line and returns the process exit code.
 ///
@@ -39,6 +46,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(args) => import::run(*args, cli.quiet).await,
         Command::Verify(args) => import::verify(*args).await,
         Command::Generate(args) => generate::run(args).await,
+        Command::Logs(args) => logs::run(args, cli.quiet).await,
     }
 }
 

@@ -1,5 +1,5 @@
 //! A moto server (PyPI `moto`, the AWS emulator) on a free port of 127.0.0.1, shared by every
-//! test of the binary: S3 (and later CloudWatch Logs) without AWS.
+//! test of the binary: S3 and CloudWatch Logs without AWS.
 //!
 //! `scripts/test.sh` installs moto into a cached virtualenv and exports `CONTRAIL_MOTO_SERVER`
 //! with the path of `moto_server`, plus fixed test credentials and region (`testing`,
@@ -51,6 +51,7 @@ pub struct Moto {
 
 static MOTO: OnceLock<Moto> = OnceLock::new();
 static NEXT_BUCKET: AtomicUsize = AtomicUsize::new(0);
+static NEXT_GROUP: AtomicUsize = AtomicUsize::new(0);
 
 /// The shared server, started on first use.
 pub fn server() -> &'static Moto {
@@ -221,6 +222,135 @@ impl Moto {
         out.body.collect().await.unwrap().into_bytes().to_vec()
     }
 
+    /// A CloudWatch Logs client configured explicitly for this server. Build one per test.
+    pub fn logs_client(&self) -> aws_sdk_cloudwatchlogs::Client {
+        let config = aws_sdk_cloudwatchlogs::Config::builder()
+            .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
+            .region(aws_sdk_cloudwatchlogs::config::Region::new(REGION))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(aws_sdk_cloudwatchlogs::config::Credentials::new(
+                ACCESS_KEY, SECRET_KEY, None, None, "moto",
+            ))
+            .build();
+        aws_sdk_cloudwatchlogs::Client::from_conf(config)
+    }
+
+    /// A log group name no other test uses (`<prefix>-<pid>-<n>`); the group is not created.
+    pub fn group_name(&self, prefix: &str) -> String {
+        format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            NEXT_GROUP.fetch_add(1, Ordering::SeqCst)
+        )
+    }
+
+    /// Creates log group `name`, with a retention in days if given.
+    pub async fn create_group(&self, name: &str, retention_days: Option<i32>) {
+        let client = self.logs_client();
+        client
+            .create_log_group()
+            .log_group_name(name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("creating group {name}: {}", logs_error(&e)));
+        if let Some(days) = retention_days {
+            client
+                .put_retention_policy()
+                .log_group_name(name)
+                .retention_in_days(days)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("setting the retention of {name}: {}", logs_error(&e)));
+        }
+    }
+
+    /// Creates `stream` in `group` holding `events` (ms timestamp, message), in batches.
+    pub async fn put_stream(&self, group: &str, stream: &str, events: &[(i64, String)]) {
+        let client = self.logs_client();
+        client
+            .create_log_stream()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("creating stream {stream}: {}", logs_error(&e)));
+        let mut sorted = events.to_vec();
+        sorted.sort_by_key(|e| e.0);
+        for chunk in sorted.chunks(5_000) {
+            let events = chunk
+                .iter()
+                .map(|(t, m)| {
+                    aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                        .timestamp(*t)
+                        .message(m)
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            let out = client
+                .put_log_events()
+                .log_group_name(group)
+                .log_stream_name(stream)
+                .set_log_events(Some(events))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("putting events into {stream}: {}", logs_error(&e)));
+            assert!(
+                out.rejected_log_events_info().is_none(),
+                "moto rejected events of {stream}"
+            );
+        }
+    }
+
+    /// Every event of `stream` in `group` (ms timestamp, message), oldest first.
+    pub async fn read_stream(&self, group: &str, stream: &str) -> Vec<(i64, String)> {
+        let client = self.logs_client();
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = client
+                .get_log_events()
+                .log_group_name(group)
+                .log_stream_name(stream)
+                .start_from_head(true)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("reading {stream}: {}", logs_error(&e)));
+            out.extend(
+                page.events()
+                    .iter()
+                    .map(|e| (e.timestamp().unwrap(), e.message().unwrap().to_owned())),
+            );
+            let next = page.next_forward_token().map(str::to_owned);
+            if next == token {
+                return out;
+            }
+            token = next;
+        }
+    }
+
+    /// The stream names of `group`, sorted.
+    pub async fn stream_names(&self, group: &str) -> Vec<String> {
+        let client = self.logs_client();
+        let mut pages = client
+            .describe_log_streams()
+            .log_group_name(group)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.unwrap_or_else(|e| panic!("listing {group}: {}", logs_error(&e)));
+            out.extend(
+                page.log_streams()
+                    .iter()
+                    .filter_map(|s| s.log_stream_name().map(str::to_owned)),
+            );
+        }
+        out.sort();
+        out
+    }
+
     /// Keys of the multipart uploads started and neither completed nor aborted in `bucket`.
     pub async fn pending_uploads(&self, bucket: &str) -> Vec<String> {
         let out = self
@@ -240,6 +370,10 @@ impl Moto {
             .filter_map(|u| u.key().map(str::to_owned))
             .collect()
     }
+}
+
+fn logs_error<E: std::error::Error + 'static>(error: &E) -> String {
+    aws_sdk_cloudwatchlogs::error::DisplayErrorContext(error).to_string()
 }
 
 /// The library reads credentials and region from the environment, as in production.
