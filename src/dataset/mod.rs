@@ -8,3 +8,4 @@ pub mod layout;
 pub mod manifest;
 pub mod parquet;
 pub mod partition;
+pub mod sorted;
