@@ -52,8 +52,7 @@ pub async fn split(
         .map_err(Error::query(table))?;
     let server: i32 = row.get(0);
     let pages: i64 = row.get(1);
-    let wanted = (jobs as i64 * RANGES_PER_JOB).max(1);
-    let per_range = (pages / wanted).max(min_pages.max(1));
+    let per_range = pages_per_range(pages, jobs, min_pages);
     if pages <= per_range {
         return Ok(vec![Range::whole()]);
     }
@@ -81,6 +80,14 @@ pub async fn split(
         return Ok(vec![Range::whole()]);
     };
     Ok(key_ranges(min, max, (pages / per_range).max(1)))
+}
+
+/// Pages per range: the table split into `jobs × RANGES_PER_JOB` ranges, rounded up (rounding
+/// down left a last range of a few pages that repeated the query's fixed cost), at least
+/// `min_pages`.
+fn pages_per_range(pages: i64, jobs: usize, min_pages: i64) -> i64 {
+    let wanted = (jobs as i64 * RANGES_PER_JOB).max(1);
+    ((pages + wanted - 1) / wanted).max(min_pages.max(1))
 }
 
 impl Range {
@@ -154,6 +161,13 @@ mod tests {
                 "t.ctid >= '(2000,0)'::tid",
             ]
         );
+    }
+
+    #[test]
+    fn a_table_splits_into_one_range_per_job() {
+        let per_range = pages_per_range(81_553, 2, DEFAULT_MIN_RANGE_PAGES);
+        assert_eq!(page_ranges(81_553, per_range).len(), 2);
+        assert_eq!(pages_per_range(100, 2, DEFAULT_MIN_RANGE_PAGES), 1024);
     }
 
     #[test]
