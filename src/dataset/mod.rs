@@ -9,3 +9,4 @@ pub mod manifest;
 pub mod parquet;
 pub mod partition;
 pub mod read;
+pub mod sorted;

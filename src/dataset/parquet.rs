@@ -6,10 +6,14 @@ use std::io::Write;
 
 use arrow::array::RecordBatch;
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use sha2::{Digest, Sha256};
+
+use crate::dataset::sorted::SortedRows;
 
 /// zstd level: 3 is zstd's own default, a good speed/size balance for this data.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
@@ -54,7 +58,7 @@ impl ParquetOptions {
     pub fn properties(
         &self,
         metadata: Vec<(String, String)>,
-    ) -> Result<WriterProperties, parquet::errors::ParquetError> {
+    ) -> Result<WriterProperties, ParquetError> {
         Ok(WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(self.zstd_level)?))
             .set_dictionary_enabled(true)
@@ -135,29 +139,67 @@ impl<W: Write> Write for HashingWriter<W> {
 /// Encodes `batches` as one Parquet file into `sink` and returns its stats and the sink.
 ///
 /// # Errors
-/// Parquet or I/O errors from the sink.
+/// Parquet or I/O errors from the sink; no batches.
 pub fn write_file<W: Write + Send>(
     batches: &[RecordBatch],
     sink: W,
     properties: WriterProperties,
-) -> Result<(FileStats, W), parquet::errors::ParquetError> {
-    let Some(first) = batches.first() else {
-        return Err(parquet::errors::ParquetError::General(
-            "no rows to write".into(),
-        ));
-    };
-    let mut writer =
-        ArrowWriter::try_new(HashingWriter::new(sink), first.schema(), Some(properties))?;
-    let mut rows = 0;
-    for batch in batches {
-        writer.write(batch)?;
-        rows += batch.num_rows() as u64;
+) -> Result<(FileStats, W), ParquetError> {
+    let rows = SortedRows::in_order(batches.to_vec())?;
+    write_sorted(&rows, sink, properties)
+}
+
+/// Encodes `rows` in their order as one Parquet file into `sink` and returns its stats and the
+/// sink.
+///
+/// Column by column: each column of a row group is gathered into write order, encoded and
+/// compressed, and appended before the next is gathered, so besides `rows` only one column's
+/// values and the file's compressed pages are in memory.
+///
+/// # Errors
+/// Parquet or I/O errors from the sink.
+pub fn write_sorted<W: Write + Send>(
+    rows: &SortedRows,
+    sink: W,
+    properties: WriterProperties,
+) -> Result<(FileStats, W), ParquetError> {
+    let schema = rows.schema().clone();
+    let group_rows = properties
+        .max_row_group_row_count()
+        .unwrap_or(DEFAULT_ROW_GROUP_ROWS)
+        .max(1);
+    // ArrowWriter sets up the file (schema conversion, the embedded Arrow schema readers use
+    // for time zones); the row groups are written through its column writers.
+    let (mut file, factory) =
+        ArrowWriter::try_new(HashingWriter::new(sink), schema.clone(), Some(properties))?
+            .into_serialized_writer()?;
+    let total = rows.num_rows();
+    let mut start = 0;
+    for group in 0.. {
+        if start >= total {
+            break;
+        }
+        let end = (start + group_rows).min(total);
+        let mut writers = factory.create_column_writers(group)?.into_iter();
+        let mut row_group = file.next_row_group()?;
+        for (index, field) in schema.fields().iter().enumerate() {
+            let column = rows.column(index, start..end)?;
+            for leaf in compute_leaves(field, &column)? {
+                let mut writer = writers.next().ok_or_else(|| {
+                    ParquetError::General(format!("no column writer for {}", field.name()))
+                })?;
+                writer.write(&leaf)?;
+                writer.close()?.append_to_row_group(&mut row_group)?;
+            }
+        }
+        row_group.close()?;
+        start = end;
     }
-    let hashing = writer.into_inner()?;
+    let hashing = file.into_inner()?;
     let (sink, bytes, sha256) = hashing.finish();
     Ok((
         FileStats {
-            rows,
+            rows: total as u64,
             bytes,
             sha256,
         },

@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 
 use arrow::array::{Array, RecordBatch, TimestampMicrosecondArray, UInt32Array};
-use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::compute::take_record_batch;
 use arrow::error::ArrowError;
 
 use crate::dataset::layout::day_of_micros;
+use crate::dataset::sorted::SortedRows;
 
 /// Buffers rows per partition; hands back partitions to write when over budget.
 #[derive(Debug)]
@@ -27,8 +28,8 @@ pub struct Flushed {
     /// The day (`YYYY-MM-DD`), or `None` for rows with no time; unpartitioned tables use
     /// [`Partitioner::is_partitioned`] to tell.
     pub day: Option<String>,
-    /// The rows, sorted by the table's sort columns.
-    pub batch: RecordBatch,
+    /// The rows, in the order of the table's sort columns.
+    pub rows: SortedRows,
 }
 
 impl Partitioner {
@@ -86,30 +87,10 @@ impl Partitioner {
         let batches = self.buffers.remove(&day).unwrap_or_default();
         let size: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
         self.buffered = self.buffered.saturating_sub(size);
-        let Some(first) = batches.first() else {
-            return Err(ArrowError::InvalidArgumentError("empty partition".into()));
-        };
-        let batch = concat_batches(&first.schema(), &batches)?;
         Ok(Flushed {
             day,
-            batch: self.sort(batch)?,
+            rows: SortedRows::sort(batches, &self.sort_columns)?,
         })
-    }
-
-    fn sort(&self, batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
-        if self.sort_columns.is_empty() || batch.num_rows() < 2 {
-            return Ok(batch);
-        }
-        let columns: Vec<SortColumn> = self
-            .sort_columns
-            .iter()
-            .map(|&i| SortColumn {
-                values: batch.column(i).clone(),
-                options: None,
-            })
-            .collect();
-        let indices = lexsort_to_indices(&columns, None)?;
-        take_record_batch(&batch, &indices)
     }
 
     /// Splits a batch by day of the first non-NULL partition column.
@@ -222,8 +203,8 @@ mod tests {
             ]
         );
         let dag_ids = |f: &Flushed| {
-            let a = f
-                .batch
+            let batch = f.rows.to_batch().unwrap();
+            let a = batch
                 .column(2)
                 .as_any()
                 .downcast_ref::<StringArray>()
@@ -231,7 +212,7 @@ mod tests {
             a.iter().map(|v| v.unwrap().to_owned()).collect::<Vec<_>>()
         };
         assert_eq!(dag_ids(&out[1]), ["a", "b"]);
-        assert_eq!(out.iter().map(|f| f.batch.num_rows()).sum::<usize>(), 4);
+        assert_eq!(out.iter().map(|f| f.rows.num_rows()).sum::<usize>(), 4);
     }
 
     #[test]
@@ -246,7 +227,7 @@ mod tests {
             .unwrap();
         assert!(!flushed.is_empty());
         assert_eq!(flushed[0].day.as_deref(), Some("1970-01-01"));
-        assert_eq!(flushed[0].batch.num_rows(), 2);
+        assert_eq!(flushed[0].rows.num_rows(), 2);
         assert!(p.finish().unwrap().is_empty());
     }
 

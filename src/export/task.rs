@@ -274,22 +274,18 @@ impl FileSink<'_> {
             .map_err(|e| Error::Export {
                 message: format!("Parquet settings: {e}"),
             })?;
-        let encoded = pq::write_file(
-            std::slice::from_ref(&flushed.batch),
-            ChannelWriter::new(tx),
-            properties,
-        )
-        .map_err(|e| Error::Export {
-            message: format!("encoding {key}: {e}"),
-        })
-        .and_then(|(stats, writer)| {
-            writer
-                .complete()
-                .map(|()| stats)
-                .map_err(|e| Error::Export {
-                    message: format!("writing {key}: {e}"),
-                })
-        });
+        let encoded = pq::write_sorted(&flushed.rows, ChannelWriter::new(tx), properties)
+            .map_err(|e| Error::Export {
+                message: format!("encoding {key}: {e}"),
+            })
+            .and_then(|(stats, writer)| {
+                writer
+                    .complete()
+                    .map(|()| stats)
+                    .map_err(|e| Error::Export {
+                        message: format!("writing {key}: {e}"),
+                    })
+            });
         let stats = match encoded {
             Ok(stats) => stats,
             Err(error) => {

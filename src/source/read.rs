@@ -13,12 +13,14 @@ use crate::source::decode::BatchDecoder;
 use crate::source::decode::copy::CopyFramer;
 use crate::source::query::ReadPlan;
 
-/// Rows per decoded batch.
-pub const DEFAULT_BATCH_ROWS: usize = 64 * 1024;
+/// Rows per decoded batch: about 8 MB of task instances. Each job holds one batch being
+/// decoded besides its partition buffer, so larger batches only add memory.
+pub const DEFAULT_BATCH_ROWS: usize = 16 * 1024;
 
-/// COPY chunks buffered between the network and the decoder (PostgreSQL sends one per row, so
-/// this is rows, not megabytes; they are coalesced before the channel).
-pub const DEFAULT_CHUNKS_IN_FLIGHT: usize = 64;
+/// Coalesced COPY chunks (about 256 KiB each) buffered between the network and the decoder:
+/// 4 MiB per job, enough to keep the server streaming while a batch is decoded; while a file
+/// is encoded, the other jobs keep the CPUs busy.
+pub const DEFAULT_CHUNKS_IN_FLIGHT: usize = 16;
 
 /// Bytes gathered from the server before a chunk is handed to the decoder.
 const COALESCE_BYTES: usize = 256 * 1024;

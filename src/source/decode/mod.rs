@@ -48,22 +48,30 @@ enum Builder {
 }
 
 impl Builder {
-    fn for_type(ty: &DataType, capacity: usize) -> Option<Builder> {
+    /// A builder for `capacity` rows and, for strings and bytes, `bytes` of values.
+    fn for_type(ty: &DataType, capacity: usize, bytes: usize) -> Option<Builder> {
         Some(match ty {
             DataType::Int16 => Builder::Int16(Int16Builder::with_capacity(capacity)),
             DataType::Int32 => Builder::Int32(Int32Builder::with_capacity(capacity)),
             DataType::Int64 => Builder::Int64(Int64Builder::with_capacity(capacity)),
             DataType::Float64 => Builder::Float64(Float64Builder::with_capacity(capacity)),
             DataType::Boolean => Builder::Boolean(BooleanBuilder::with_capacity(capacity)),
-            DataType::Utf8 => Builder::Utf8(StringBuilder::with_capacity(capacity, capacity * 16)),
-            DataType::Binary => {
-                Builder::Binary(BinaryBuilder::with_capacity(capacity, capacity * 16))
-            }
+            DataType::Utf8 => Builder::Utf8(StringBuilder::with_capacity(capacity, bytes)),
+            DataType::Binary => Builder::Binary(BinaryBuilder::with_capacity(capacity, bytes)),
             DataType::Timestamp(TimeUnit::Microsecond, tz) => Builder::Timestamp(
                 TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone_opt(tz.clone()),
             ),
             _ => return None,
         })
+    }
+
+    /// Bytes of string or binary values appended so far (0 for fixed-width types).
+    fn value_bytes(&self) -> usize {
+        match self {
+            Builder::Utf8(b) => b.values_slice().len(),
+            Builder::Binary(b) => b.values_slice().len(),
+            _ => 0,
+        }
     }
 
     fn finish(&mut self) -> ArrayRef {
@@ -184,7 +192,7 @@ impl BatchDecoder {
             .iter()
             .zip(wires)
             .map(|(field, wire)| {
-                let builder = Builder::for_type(field.data_type(), capacity)
+                let builder = Builder::for_type(field.data_type(), capacity, capacity * 16)
                     .filter(|_| supports(*wire, field.data_type()))
                     .ok_or_else(|| {
                         DecodeError::new(format!(
@@ -237,13 +245,18 @@ impl BatchDecoder {
     /// # Errors
     /// Only if Arrow rejects the columns, which would be a bug.
     pub fn finish(&mut self) -> Result<RecordBatch, DecodeError> {
-        let arrays: Vec<ArrayRef> = self
-            .columns
-            .iter_mut()
-            .map(|c| c.builder.finish())
-            .collect();
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
+        for (column, field) in self.columns.iter_mut().zip(self.schema.fields()) {
+            // Arrow's finish leaves an empty builder that would grow again by doubling (a copy
+            // and fresh pages each time); size the next one like this batch instead.
+            let bytes = column.builder.value_bytes();
+            arrays.push(column.builder.finish());
+            let next = bytes + bytes / 8;
+            if let Some(builder) = Builder::for_type(field.data_type(), self.capacity, next) {
+                column.builder = builder;
+            }
+        }
         self.rows = 0;
-        let _ = self.capacity;
         RecordBatch::try_new(self.schema.clone(), arrays)
             .map_err(|e| DecodeError::new(e.to_string()))
     }
