@@ -18,6 +18,7 @@ pub use canonical::{
     CanonicalColumn, CanonicalTable, CanonicalType, LOGICAL_TYPE_KEY, RULES, Rule, RuleArgs,
     Source, rule,
 };
+pub(crate) use pgtype::{COPY_HEADER, COPY_TRAILER, PG_EPOCH_MICROS};
 pub use pgtype::{PgType, WireType};
 pub use table::{Column, ForeignKey, TableSchema};
 pub use timeline::Timeline;

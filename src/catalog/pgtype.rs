@@ -2,6 +2,17 @@
 
 use std::fmt;
 
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01), the zero of binary
+/// `timestamp` / `timestamptz` values.
+pub(crate) const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// Start of a binary COPY stream: the 11-byte signature, 32-bit flags, 32-bit header extension
+/// length.
+pub(crate) const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+/// End of a binary COPY stream: a tuple field count of -1.
+pub(crate) const COPY_TRAILER: &[u8] = &[0xff, 0xff];
+
 /// A PostgreSQL column type, normalised so that catalog specs and `format_type()` output compare.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PgType {

@@ -10,13 +10,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::catalog::detect::LiveTable;
+use crate::catalog::{COPY_HEADER, COPY_TRAILER, PG_EPOCH_MICROS};
 use crate::catalog::{PgType, TableSchema};
 use crate::error::{Error, Result};
-use crate::generate::time::PG_EPOCH;
 use crate::remap::{json_to_pickle, json_to_xcom_bytes};
-
-/// Start of a binary COPY stream: signature, flags, header extension length.
-const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
 /// The kind of value a column writer produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,7 +250,7 @@ impl Cell<'_> {
 
     /// A timestamp, microseconds since the Unix epoch (UTC for both timestamp types).
     pub(crate) fn time(&mut self, micros: i64) {
-        self.field(&(micros - PG_EPOCH).to_be_bytes());
+        self.field(&(micros - PG_EPOCH_MICROS).to_be_bytes());
     }
 
     pub(crate) fn bytes(&mut self, value: &[u8]) {
@@ -335,7 +332,7 @@ pub(crate) struct Encoder {
 impl Encoder {
     pub(crate) fn new(table: &str, chunk: usize, tx: mpsc::Sender<Bytes>) -> Encoder {
         let mut buf = Vec::with_capacity(chunk + chunk / 4);
-        buf.extend_from_slice(HEADER);
+        buf.extend_from_slice(COPY_HEADER);
         Encoder {
             table: table.to_owned(),
             buf,
@@ -389,7 +386,7 @@ impl Encoder {
     /// # Errors
     /// As [`Encoder::row`].
     pub(crate) fn finish(mut self) -> Result<Written> {
-        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        self.buf.extend_from_slice(COPY_TRAILER);
         self.flush()?;
         Ok(self.written)
     }
@@ -419,7 +416,7 @@ mod tests {
         assert_eq!(encode(PgType::Text, |c| c.null()), [255, 255, 255, 255]);
         assert_eq!(encode(PgType::Boolean, |c| c.bool(true)), [0, 0, 0, 1, 1]);
         assert_eq!(
-            encode(PgType::Timestamptz, |c| c.time(PG_EPOCH + 1)),
+            encode(PgType::Timestamptz, |c| c.time(PG_EPOCH_MICROS + 1)),
             [0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1]
         );
         assert_eq!(

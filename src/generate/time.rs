@@ -10,9 +10,6 @@ pub(crate) const HOUR: i64 = 60 * MINUTE;
 /// Microseconds in a day.
 pub(crate) const DAY: i64 = 24 * HOUR;
 
-/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
-pub(crate) const PG_EPOCH: i64 = 946_684_800 * SECOND;
-
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
 pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
@@ -77,7 +74,10 @@ mod tests {
     #[test]
     fn dates_round_trip_and_format_like_python() {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 1, 1) * DAY, PG_EPOCH);
+        assert_eq!(
+            days_from_civil(2000, 1, 1) * DAY,
+            crate::catalog::PG_EPOCH_MICROS
+        );
         assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
         let t = parse_date("2024-01-05").unwrap();
         assert_eq!(iso(t), "2024-01-05T00:00:00+00:00");

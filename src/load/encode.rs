@@ -10,15 +10,7 @@ use arrow::datatypes::{
 };
 use bytes::{BufMut, BytesMut};
 
-use crate::catalog::PgType;
-
-/// Start of a binary COPY stream: signature, flags, header extension length.
-pub(crate) const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
-/// End of a binary COPY stream.
-pub(crate) const TRAILER: &[u8] = &[0xff, 0xff];
-
-/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+use crate::catalog::{PG_EPOCH_MICROS, PgType};
 
 /// A column that cannot be encoded as the staging type.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,11 +16,12 @@ use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use crate::catalog::detect::quote_ident;
+use crate::catalog::{COPY_HEADER, COPY_TRAILER};
 use crate::dataset::manifest::FileEntry;
 use crate::dataset::read::{parquet_batches, read_checked};
 use crate::error::{Error, Result};
 use crate::load::ImportProgress;
-use crate::load::encode::{HEADER, TRAILER, encode_rows};
+use crate::load::encode::encode_rows;
 use crate::load::mapping::{CONF_PICKLE, NEW_UUID, TableMapping};
 use crate::load::secrets::FernetKeys;
 use crate::remap::json_to_pickle;
@@ -107,7 +108,7 @@ pub(crate) async fn copy_files(
 
     let (tx, mut rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
     let producer = tokio::spawn(produce(table.clone(), columns, input, tx));
-    sink.send(Bytes::from_static(HEADER))
+    sink.send(Bytes::from_static(COPY_HEADER))
         .await
         .map_err(Error::query(&table))?;
     while let Some(chunk) = rx.recv().await {
@@ -119,7 +120,7 @@ pub(crate) async fn copy_files(
         table: table.clone(),
         message: format!("the staging task failed: {e}"),
     })??;
-    sink.send(Bytes::from_static(TRAILER))
+    sink.send(Bytes::from_static(COPY_TRAILER))
         .await
         .map_err(Error::query(&table))?;
     let copied = sink.finish().await.map_err(Error::query(&table))?;

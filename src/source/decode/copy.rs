@@ -4,10 +4,11 @@
 
 use bytes::{Buf, BytesMut};
 
+use crate::catalog::COPY_HEADER;
 use crate::source::decode::DecodeError;
 
-/// `PGCOPY\n\xff\r\n\0`.
-const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+/// `PGCOPY\n\xff\r\n\0`: the header's first 11 bytes (flags and extension length follow).
+const SIGNATURE: &[u8] = COPY_HEADER.split_at(11).0;
 
 /// Splits a binary COPY byte stream into tuples.
 #[derive(Debug, Default)]

@@ -1,9 +1,7 @@
 //! Timestamps: PostgreSQL sends microseconds since 2000-01-01; Arrow wants them since 1970.
 
+use crate::catalog::PG_EPOCH_MICROS;
 use crate::source::decode::DecodeError;
-
-/// Microseconds between 1970-01-01 and 2000-01-01.
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 /// A `timestamp` or `timestamptz` as microseconds since the Unix epoch, UTC. PostgreSQL's
 /// `infinity` / `-infinity` saturate to the extremes rather than overflow.
