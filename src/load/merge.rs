@@ -95,11 +95,7 @@ pub(crate) async fn merge(
     }
     let src = source_select(mapping, stage, &[]);
     let matches = key_match(mapping, "t", "x");
-    let columns: Vec<String> = mapping
-        .assignments
-        .iter()
-        .map(|a| quote_ident(&a.column))
-        .collect();
+    let columns = assigned_columns(mapping);
     let loadable = count(client, &format!("SELECT count(*) FROM ({src}) x"), table).await?;
     let target_empty = !client
         .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {target})"), &[])
@@ -121,21 +117,7 @@ pub(crate) async fn merge(
     let mut merged = Merged::default();
     if existing > 0 {
         match on_conflict {
-            OnConflict::Fail => {
-                return Err(Error::Import {
-                    table: table.to_owned(),
-                    message: format!(
-                        "{existing} rows of the dataset already exist in the target (same {}); \
-                         nothing was written. Use --on-conflict skip or update",
-                        mapping
-                            .key
-                            .iter()
-                            .map(|k| k.column.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                });
-            }
+            OnConflict::Fail => return Err(conflicts_refused(mapping, existing)),
             OnConflict::Update => {
                 merged.updated = update(client, mapping, &target, &src, &matches, None).await?;
             }
@@ -172,6 +154,39 @@ pub(crate) async fn merge(
     Ok(merged)
 }
 
+/// The target columns the load fills, quoted.
+fn assigned_columns(mapping: &TableMapping) -> Vec<String> {
+    mapping
+        .assignments
+        .iter()
+        .map(|a| quote_ident(&a.column))
+        .collect()
+}
+
+/// `col = x.col` for every content column outside the natural key: what `--on-conflict update`
+/// overwrites (ids and references stay the target's).
+fn update_sets(mapping: &TableMapping) -> Vec<String> {
+    mapping
+        .assignments
+        .iter()
+        .filter(|a| a.content && !mapping.key.iter().any(|k| k.column == a.column))
+        .map(|a| format!("{c} = x.{c}", c = quote_ident(&a.column)))
+        .collect()
+}
+
+/// `--on-conflict fail` found `existing` rows whose natural key is in the target.
+fn conflicts_refused(mapping: &TableMapping, existing: u64) -> Error {
+    let key: Vec<&str> = mapping.key.iter().map(|k| k.column.as_str()).collect();
+    Error::Import {
+        table: mapping.table.clone(),
+        message: format!(
+            "{existing} rows of the dataset already exist in the target (same {}); nothing was \
+             written. Use --on-conflict skip or update",
+            key.join(", ")
+        ),
+    }
+}
+
 /// Overwrites the content columns of existing rows; returns how many.
 async fn update(
     client: &Client,
@@ -181,12 +196,7 @@ async fn update(
     matches: &str,
     only: Option<&str>,
 ) -> Result<u64> {
-    let sets: Vec<String> = mapping
-        .assignments
-        .iter()
-        .filter(|a| a.content && !mapping.key.iter().any(|k| k.column == a.column))
-        .map(|a| format!("{c} = x.{c}", c = quote_ident(&a.column)))
-        .collect();
+    let sets = update_sets(mapping);
     if sets.is_empty() {
         return Ok(0);
     }
@@ -239,23 +249,10 @@ async fn merge_jobs(
     let mut merged = Merged::default();
     if existing > 0 {
         match on_conflict {
-            OnConflict::Fail => {
-                return Err(Error::Import {
-                    table: table.to_owned(),
-                    message: format!(
-                        "{existing} jobs of the dataset already exist in the target; nothing \
-                         was written. Use --on-conflict skip or update"
-                    ),
-                });
-            }
+            OnConflict::Fail => return Err(conflicts_refused(mapping, existing)),
             OnConflict::Skip => merged.skipped = existing,
             OnConflict::Update => {
-                let sets: Vec<String> = mapping
-                    .assignments
-                    .iter()
-                    .filter(|a| a.content)
-                    .map(|a| format!("{c} = x.{c}", c = quote_ident(&a.column)))
-                    .collect();
+                let sets = update_sets(mapping);
                 merged.updated = client
                     .execute(
                         &format!(
@@ -270,11 +267,7 @@ async fn merge_jobs(
             }
         }
     }
-    let columns: Vec<String> = mapping
-        .assignments
-        .iter()
-        .map(|a| quote_ident(&a.column))
-        .collect();
+    let columns = assigned_columns(mapping);
     let insert = format!(
         "INSERT INTO {target} (id, {cols}) SELECT m.new_id, {xcols} FROM ({src}) x
          JOIN {JOB_MAP} m ON m.old_id = x._contrail_old_id WHERE m.existing_id IS NULL",
