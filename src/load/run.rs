@@ -86,10 +86,7 @@ pub async fn run(options: &ImportOptions) -> Result<ImportSummary> {
     let schema = options.schema.as_str();
     let catalog = Catalog::builtin()?;
 
-    client
-        .batch_execute("BEGIN; SET LOCAL TIME ZONE 'UTC'")
-        .await
-        .map_err(|e| import_error("the target database", e))?;
+    begin(client).await?;
     let outcome = load_tables(options, &prepared, catalog, true).await;
     let (outcomes, mappings) = match outcome {
         Ok(done) => done,
@@ -138,10 +135,7 @@ pub(crate) async fn verify_only(options: &ImportOptions) -> Result<VerifySummary
     let prepared = prepare(options, false).await?;
     let client = &prepared.client;
     let catalog = Catalog::builtin()?;
-    client
-        .batch_execute("BEGIN; SET LOCAL TIME ZONE 'UTC'")
-        .await
-        .map_err(|e| import_error("the target database", e))?;
+    begin(client).await?;
     let result = async {
         let (_, mappings) = load_tables(options, &prepared, catalog, false).await?;
         let mut checks = Vec::new();
@@ -153,6 +147,15 @@ pub(crate) async fn verify_only(options: &ImportOptions) -> Result<VerifySummary
     .await;
     let _ = client.batch_execute("ROLLBACK").await;
     result
+}
+
+/// Starts the one transaction of an import or a verification, with timestamps written and
+/// compared in UTC.
+async fn begin(client: &Client) -> Result<()> {
+    client
+        .batch_execute("BEGIN; SET LOCAL TIME ZONE 'UTC'")
+        .await
+        .map_err(|e| import_error("the target database", e))
 }
 
 /// Opens the dataset and the target, checks versions, tables and secrets.
