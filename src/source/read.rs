@@ -60,8 +60,11 @@ pub async fn copy_out(
 }
 
 /// A lost connection says so; anything else is a failed query.
+///
+/// A terminated backend shows up either as a closed socket or, when the server got to say
+/// goodbye first, as a FATAL `admin_shutdown` / `crash_shutdown` / connection-class error.
 fn read_error(table: &str, error: tokio_postgres::Error) -> Error {
-    if error.is_closed() {
+    if error.is_closed() || ends_the_session(&error) {
         Error::ConnectionLost {
             table: table.to_owned(),
             source: error,
@@ -69,6 +72,21 @@ fn read_error(table: &str, error: tokio_postgres::Error) -> Error {
     } else {
         Error::query(table)(error)
     }
+}
+
+/// Whether the server's error means the session is gone (SQLSTATE class 08 or 57P0x).
+fn ends_the_session(error: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    let Some(code) = error.code() else {
+        return false;
+    };
+    code.code().starts_with("08")
+        || [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ]
+        .contains(code)
 }
 
 /// Decodes COPY chunks from `chunks` into batches of about `batch_rows` rows and hands each to
