@@ -149,6 +149,12 @@ pub struct ExportArgs {
     #[arg(long, value_name = "MIB", default_value_t = crate::export::DEFAULT_MEMORY_PER_JOB / (1024 * 1024))]
     pub memory_per_job: usize,
 
+    /// Memory for the index of DAG runs that lets contrail, not PostgreSQL, attach each task
+    /// instance's logical date, in MiB. A larger dag_run table (or 0) leaves the join to
+    /// PostgreSQL: slower, same result.
+    #[arg(long, value_name = "MIB", default_value_t = crate::source::runs::DEFAULT_RUN_INDEX_MEMORY / (1024 * 1024))]
+    pub run_index_memory: usize,
+
     /// File format: day-partitioned Parquet, or one CSV file per table (RFC 4180, header row,
     /// NULL as an empty field and the empty string as "").
     #[arg(long, value_enum, default_value_t = DataFormat::Parquet)]

@@ -75,6 +75,7 @@ pub(super) async fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<ExitCod
         .with_incremental(args.incremental)
         .with_jobs(args.jobs)
         .with_memory_per_job(args.memory_per_job.saturating_mul(1024 * 1024))
+        .with_run_index_memory(args.run_index_memory.saturating_mul(1024 * 1024))
         .with_format(match args.format {
             DataFormat::Parquet => FileFormat::Parquet,
             DataFormat::Csv => FileFormat::Csv,

@@ -62,6 +62,7 @@ pub struct ExportOptions {
     pub(crate) incremental: bool,
     pub(crate) jobs: usize,
     pub(crate) memory_per_job: usize,
+    pub(crate) run_index_memory: usize,
     pub(crate) batch_rows: usize,
     pub(crate) format: FileFormat,
     pub(crate) parquet: ParquetOptions,
@@ -100,6 +101,7 @@ impl ExportOptions {
             incremental: false,
             jobs: DEFAULT_JOBS,
             memory_per_job: DEFAULT_MEMORY_PER_JOB,
+            run_index_memory: crate::source::runs::DEFAULT_RUN_INDEX_MEMORY,
             batch_rows: crate::source::read::DEFAULT_BATCH_ROWS,
             format: FileFormat::default(),
             parquet: ParquetOptions::default(),
@@ -156,6 +158,15 @@ impl ExportOptions {
     /// Memory for buffered rows per job, in bytes. Default [`DEFAULT_MEMORY_PER_JOB`].
     pub fn with_memory_per_job(mut self, bytes: usize) -> Self {
         self.memory_per_job = bytes.max(1024 * 1024);
+        self
+    }
+
+    /// Memory for the in-memory index of DAG runs that replaces PostgreSQL's join of `dag_run`
+    /// to task instances (and other tables naming runs by `run_id`), in bytes. When `dag_run`
+    /// does not fit, or with 0, PostgreSQL joins instead (slower, no client memory). Default
+    /// [`crate::source::runs::DEFAULT_RUN_INDEX_MEMORY`].
+    pub fn with_run_index_memory(mut self, bytes: usize) -> Self {
+        self.run_index_memory = bytes;
         self
     }
 
@@ -233,4 +244,7 @@ pub struct TableSummary {
     pub bytes: u64,
     /// Bytes read from PostgreSQL (binary COPY).
     pub bytes_read: u64,
+    /// Whether rows were matched to their DAG runs by contrail's run index rather than by a
+    /// PostgreSQL join (see [`ExportOptions::with_run_index_memory`]).
+    pub runs_indexed: bool,
 }

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::export::plan::{ExportPlan, TablePlan, rfc3339};
 use crate::export::task::{self, TableJob, TaskOutput};
 use crate::export::{ExportOptions, ExportSummary, TableSummary};
+use crate::source::runs::RunIndex;
 use crate::source::snapshot::Snapshot;
 use crate::source::{connect, query, ranges};
 use crate::store::{self, Store};
@@ -65,6 +66,7 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
     }
 
     let schema = catalog.schema(version);
+    let mut runs = RunIndexState::default();
     let mut jobs = Vec::new();
     let mut table_plans = Vec::new();
     for name in &tables {
@@ -75,7 +77,15 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
         ) else {
             continue;
         };
-        let plan = query::plan(canonical, version, table, &live, &options.schema)?;
+        let mut plan = query::plan(canonical, version, table, &live, &options.schema)?;
+        if options.run_index_memory > 0
+            && !options.dry_run
+            && let Some(lookup_plan) =
+                query::plan_with_run_lookup(canonical, version, table, &live, &options.schema)?
+            && runs.serves(&lookup_plan, &snapshot, &options).await?
+        {
+            plan = lookup_plan;
+        }
         let time_columns: Vec<String> = table
             .time_columns
             .iter()
@@ -129,6 +139,7 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
             },
             missing_columns: plan.missing_columns.clone(),
         });
+        let plan_runs = plan.run_lookup.as_ref().and_then(|_| runs.index.clone());
         let job = Arc::new(TableJob {
             plan,
             store: store.clone(),
@@ -141,6 +152,7 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
             canonical_version: catalog.canonical_version(),
             source_version: version.id.clone(),
             progress: options.progress.clone(),
+            runs: plan_runs,
         });
         let watermark = table_window.until.unwrap_or(snapshot_time);
         jobs.push((job, ranges, window_predicate, time_columns, watermark));
@@ -231,6 +243,7 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
             files: files.len(),
             bytes: files.iter().map(|f| f.bytes).sum(),
             bytes_read: outputs.iter().map(|o| o.bytes_read).sum(),
+            runs_indexed: job.runs.is_some(),
         });
         manifest_tables.insert(
             job.plan.table.clone(),
@@ -277,6 +290,56 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
         tables: summaries,
         elapsed_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The export's one index of DAG runs, loaded when the first table can use it.
+#[derive(Default)]
+struct RunIndexState {
+    /// Whether loading was tried (`index` stays `None` when `dag_run` did not fit).
+    tried: bool,
+    index: Option<Arc<RunIndex>>,
+}
+
+impl RunIndexState {
+    /// Whether `plan`'s run lookups can be served, loading the index on first use.
+    async fn serves(
+        &mut self,
+        plan: &query::ReadPlan,
+        snapshot: &Snapshot,
+        options: &ExportOptions,
+    ) -> Result<bool> {
+        let Some(lookup) = &plan.run_lookup else {
+            return Ok(false);
+        };
+        if !self.tried {
+            self.tried = true;
+            let started = Instant::now();
+            self.index = RunIndex::load(
+                snapshot.client(),
+                &options.schema,
+                &lookup.column,
+                options.run_index_memory,
+            )
+            .await?
+            .map(Arc::new);
+            match &self.index {
+                Some(index) => tracing::info!(
+                    runs = index.len(),
+                    mib = index.memory() / (1024 * 1024),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "Indexed dag_run; task instances are matched to their runs by contrail."
+                ),
+                None => tracing::info!(
+                    budget_mib = options.run_index_memory / (1024 * 1024),
+                    "dag_run does not fit the run index memory (--run-index-memory);                      PostgreSQL joins it instead."
+                ),
+            }
+        }
+        Ok(self
+            .index
+            .as_ref()
+            .is_some_and(|index| index.column() == lookup.column))
+    }
 }
 
 type Work = (usize, Arc<TableJob>, Option<String>);

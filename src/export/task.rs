@@ -22,6 +22,7 @@ use crate::export::upload::{self, CHUNKS_IN_FLIGHT, ChannelWriter};
 use crate::remap;
 use crate::source::query::ReadPlan;
 use crate::source::read;
+use crate::source::runs::RunIndex;
 use crate::store::{ObjectInfo, Store};
 
 /// Files of one task that may be uploading while the next is encoded.
@@ -40,6 +41,8 @@ pub(crate) struct TableJob {
     pub(crate) canonical_version: u32,
     pub(crate) source_version: String,
     pub(crate) progress: Arc<dyn crate::export::ExportProgress>,
+    /// The DAG runs, when the plan looks them up instead of joining `dag_run`.
+    pub(crate) runs: Option<Arc<RunIndex>>,
 }
 
 /// What one task produced.
@@ -103,6 +106,7 @@ fn process(
         let rows = read::decode_chunks(&job.plan, rx, job.batch_rows, |decoded| {
             job.progress
                 .rows(&job.plan.table, decoded.num_rows() as u64);
+            let decoded = job.with_runs(decoded)?;
             if let Some(flag) = job.plan.orphan_flag {
                 orphan_rows += decoded.column(flag).as_boolean().true_count() as u64;
             }
@@ -156,6 +160,7 @@ fn process_csv(
         read::decode_chunks(&job.plan, rx, job.batch_rows, |decoded| {
             job.progress
                 .rows(&job.plan.table, decoded.num_rows() as u64);
+            let decoded = job.with_runs(decoded)?;
             if let Some(flag) = job.plan.orphan_flag {
                 orphan_rows += decoded.column(flag).as_boolean().true_count() as u64;
             }
@@ -216,6 +221,24 @@ impl TableJob {
 
     fn sort_columns(&self) -> Vec<String> {
         self.plan.sort_columns.clone()
+    }
+
+    /// `decoded` with its run columns filled from the run index, when the plan uses one.
+    fn with_runs(&self, decoded: arrow::array::RecordBatch) -> Result<arrow::array::RecordBatch> {
+        match (&self.plan.run_lookup, &self.runs) {
+            (Some(lookup), Some(runs)) => runs
+                .fill(lookup, self.plan.orphan_flag, &decoded)
+                .map_err(|e| Error::Export {
+                    message: format!("looking up the DAG runs of {}: {e}", self.plan.table),
+                }),
+            (Some(_), None) => Err(Error::Export {
+                message: format!(
+                    "{} was planned with a run index but has none",
+                    self.plan.table
+                ),
+            }),
+            (None, _) => Ok(decoded),
+        }
     }
 
     fn arrow_error(&self, error: arrow::error::ArrowError) -> Error {

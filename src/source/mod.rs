@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod query;
 pub mod ranges;
 pub mod read;
+pub mod runs;
 pub mod snapshot;
 
 pub use connect::{DATABASE_URL_VARIABLES, DatabaseUrl, connect};

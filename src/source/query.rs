@@ -66,12 +66,38 @@ pub struct ReadPlan {
     /// Index of a boolean column that is true for rows whose `dag_run` join found nothing,
     /// when the plan joins `dag_run` on behalf of the row.
     pub orphan_flag: Option<usize>,
+    /// When set, `dag_run` is not joined by PostgreSQL: the run's columns and the orphan flag
+    /// are placeholders that [`crate::source::runs::RunIndex`] fills after decoding.
+    pub run_lookup: Option<RunLookup>,
     /// Catalog columns absent from the live table (read as NULL).
     pub missing_columns: Vec<String>,
     /// Canonical timestamp columns whose first non-NULL value gives a row's day partition.
     pub partition_columns: Vec<String>,
     /// Canonical columns files are sorted by.
     pub sort_columns: Vec<String>,
+}
+
+/// How a plan that does not join `dag_run` finds each row's run in a
+/// [`crate::source::runs::RunIndex`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunLookup {
+    /// The `dag_run` column the index must hold (`execution_date` or `logical_date`).
+    pub column: String,
+    /// Decoded column holding the row's `dag_id`.
+    pub dag_id: usize,
+    /// Decoded column holding the row's `run_id`.
+    pub run_id: usize,
+    /// Decoded placeholder columns that take the run's `column`.
+    pub fills: Vec<usize>,
+}
+
+/// Who evaluates a plan's reference to `dag_run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunJoin {
+    /// PostgreSQL, with a `LEFT JOIN dag_run` in the `COPY` query.
+    Server,
+    /// contrail, from a [`crate::source::runs::RunIndex`] loaded once per export.
+    Lookup,
 }
 
 impl ReadPlan {
@@ -96,7 +122,8 @@ impl ReadPlan {
     }
 }
 
-/// Builds the plan to read `canonical` from its Airflow table at `version`.
+/// Builds the plan to read `canonical` from its Airflow table at `version`, with PostgreSQL
+/// joining whatever helper tables the canonical columns need.
 ///
 /// # Errors
 /// [`Error::Plan`] when the live database lacks the table, or a value cannot be expressed.
@@ -107,6 +134,36 @@ pub fn plan(
     live: &LiveSchema,
     schema: &str,
 ) -> Result<ReadPlan> {
+    build(canonical, version, table, live, schema, RunJoin::Server)?.ok_or_else(|| Error::Plan {
+        table: canonical.name.clone(),
+        message: "no plan".to_owned(),
+    })
+}
+
+/// The plan of [`plan`] with `dag_run` left to a [`crate::source::runs::RunIndex`], when the
+/// table names its run by `(dag_id, run_id)` and takes only a timestamp from it (the logical
+/// date); `None` for any other table, which keeps the server-side join.
+///
+/// # Errors
+/// As [`plan`].
+pub fn plan_with_run_lookup(
+    canonical: &CanonicalTable,
+    version: &SchemaVersion,
+    table: &TableSchema,
+    live: &LiveSchema,
+    schema: &str,
+) -> Result<Option<ReadPlan>> {
+    build(canonical, version, table, live, schema, RunJoin::Lookup)
+}
+
+fn build(
+    canonical: &CanonicalTable,
+    version: &SchemaVersion,
+    table: &TableSchema,
+    live: &LiveSchema,
+    schema: &str,
+    run_join: RunJoin,
+) -> Result<Option<ReadPlan>> {
     let plan_error = |message: String| Error::Plan {
         table: canonical.name.clone(),
         message,
@@ -124,8 +181,11 @@ pub fn plan(
         wires: Vec::new(),
         joins: Joins::default(),
         missing: Vec::new(),
+        run_join,
+        run_columns: Vec::new(),
     };
     let mut outputs = Vec::new();
+    let mut fills = Vec::new();
     for column in &canonical.columns {
         let source = canonical.source_of(column, version, table);
         let output = match source {
@@ -152,23 +212,41 @@ pub fn plan(
                 }
             }
             source => {
+                let looked_up = builder.run_columns.len();
                 let expr = builder.expression(&source, column.ty).map_err(plan_error)?;
-                Output::Column(builder.push_expr(&column.name, column.ty, expr))
+                let index = builder.push_expr(&column.name, column.ty, expr);
+                if builder.run_columns.len() > looked_up {
+                    fills.push(index);
+                }
+                Output::Column(index)
             }
         };
         outputs.push(output);
     }
+    let run_lookup = match run_join {
+        RunJoin::Server => None,
+        RunJoin::Lookup => match builder.run_lookup(fills) {
+            Some(lookup) => Some(lookup),
+            None => return Ok(None),
+        },
+    };
     let orphan_flag = builder.joins.dag_run.then(|| {
         let index = builder.select.len();
-        builder.select.push("dr.id IS NULL".to_owned());
-        builder
-            .fields
-            .push(Field::new("__orphan", DataType::Boolean, false));
+        builder.select.push(if run_lookup.is_some() {
+            "NULL::boolean".to_owned()
+        } else {
+            "dr.id IS NULL".to_owned()
+        });
+        builder.fields.push(Field::new(
+            "__orphan",
+            DataType::Boolean,
+            run_lookup.is_some(),
+        ));
         builder.wires.push(WireType::Bool);
         index
     });
     let from = builder.join_clause(&table.name).map_err(plan_error)?;
-    Ok(ReadPlan {
+    Ok(Some(ReadPlan {
         table: canonical.name.clone(),
         select: builder.select,
         from,
@@ -177,10 +255,11 @@ pub fn plan(
         outputs,
         output_schema: canonical.arrow_schema(),
         orphan_flag,
+        run_lookup,
         missing_columns: builder.missing,
         partition_columns: canonical.partition.clone(),
         sort_columns: canonical.sort.clone(),
-    })
+    }))
 }
 
 /// How the JSON column decoded from `raw` reads it, for the matching `undecoded_bytes(raw)`.
@@ -228,6 +307,9 @@ struct PlanBuilder<'a> {
     wires: Vec<WireType>,
     joins: Joins,
     missing: Vec<String>,
+    run_join: RunJoin,
+    /// `dag_run` columns read through the run index (placeholders in the query).
+    run_columns: Vec<String>,
 }
 
 impl PlanBuilder<'_> {
@@ -399,6 +481,21 @@ impl PlanBuilder<'_> {
                         self.joins.dag_run = true;
                         let dag_run = self.live.tables.get("dag_run");
                         let name = args.first().ok_or("rule dag_run needs a column")?;
+                        if self.run_join == RunJoin::Lookup {
+                            self.run_columns.push(name.clone());
+                            let wire = dag_run
+                                .and_then(|t| t.column(name))
+                                .and_then(|c| c.ty.wire());
+                            // Anything but a timestamp makes the plan ineligible (see
+                            // `run_lookup`); the placeholder's type is then irrelevant.
+                            if wire != Some(WireType::Timestamp) {
+                                self.run_columns.push(String::new());
+                            }
+                            return Ok(Typed {
+                                sql: "NULL::timestamptz".to_owned(),
+                                wire: WireType::Timestamp,
+                            });
+                        }
                         self.column("dr", dag_run, name)
                     }
                     "task_instance" => {
@@ -413,6 +510,48 @@ impl PlanBuilder<'_> {
         })
     }
 
+    /// The lookup replacing the `dag_run` join, when the table names runs by `(dag_id, run_id)`
+    /// and every column it takes from `dag_run` is the same timestamp.
+    fn run_lookup(&mut self, fills: Vec<usize>) -> Option<RunLookup> {
+        let has = |name: &str| self.table.column(name).is_some();
+        let column = self.run_columns.first()?.clone();
+        let eligible = self.joins.dag_run
+            && !self.joins.task_instance
+            && !has("dag_run_id")
+            && has("dag_id")
+            && has("run_id")
+            && !column.is_empty()
+            && self.run_columns.iter().all(|c| c == &column);
+        if !eligible {
+            return None;
+        }
+        Some(RunLookup {
+            column,
+            dag_id: self.key_column("dag_id"),
+            run_id: self.key_column("run_id"),
+            fills,
+        })
+    }
+
+    /// The decoded index of the table's text column `name`, selecting it when no canonical
+    /// column already does.
+    fn key_column(&mut self, name: &str) -> usize {
+        let sql = format!("{T}.{}", quote_ident(name));
+        if let Some(index) = self
+            .select
+            .iter()
+            .zip(&self.fields)
+            .position(|(s, f)| s == &sql && f.data_type() == &DataType::Utf8)
+        {
+            return index;
+        }
+        self.select.push(format!("{sql}::text"));
+        self.fields
+            .push(Field::new(format!("__key_{name}"), DataType::Utf8, true));
+        self.wires.push(WireType::Text);
+        self.select.len() - 1
+    }
+
     fn join_clause(&mut self, table: &str) -> std::result::Result<String, String> {
         let mut from = format!("{} {T}", self.qualified(table));
         let has = |name: &str| self.table.column(name).is_some();
@@ -424,7 +563,7 @@ impl PlanBuilder<'_> {
                 self.qualified("task_instance")
             ));
         }
-        if self.joins.dag_run {
+        if self.joins.dag_run && self.run_join == RunJoin::Server {
             let dag_run = self.qualified("dag_run");
             let on = if has("dag_run_id") {
                 format!("dr.id = {T}.dag_run_id")

@@ -3,11 +3,13 @@
 //! when decoding falls behind, the reader stops pulling from the server.
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
+use crate::catalog::WireType;
 use crate::error::{Error, Result};
 use crate::source::decode::BatchDecoder;
 use crate::source::decode::copy::CopyFramer;
@@ -96,16 +98,37 @@ fn ends_the_session(error: &tokio_postgres::Error) -> bool {
 /// [`Error::Decode`] naming the table and column; whatever `on_batch` returns.
 pub fn decode_chunks(
     plan: &ReadPlan,
+    chunks: mpsc::Receiver<Bytes>,
+    batch_rows: usize,
+    on_batch: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<u64> {
+    decode_stream(
+        &plan.table,
+        plan.decode_schema.clone(),
+        &plan.wires,
+        chunks,
+        batch_rows,
+        on_batch,
+    )
+}
+
+/// [`decode_chunks`] for any `COPY` whose columns are `schema`, sent as `wires`.
+///
+/// # Errors
+/// As [`decode_chunks`].
+pub fn decode_stream(
+    table: &str,
+    schema: SchemaRef,
+    wires: &[WireType],
     mut chunks: mpsc::Receiver<Bytes>,
     batch_rows: usize,
     mut on_batch: impl FnMut(RecordBatch) -> Result<()>,
 ) -> Result<u64> {
     let decode_error = |source| Error::Decode {
-        table: plan.table.clone(),
+        table: table.to_owned(),
         source,
     };
-    let mut decoder = BatchDecoder::try_new(plan.decode_schema.clone(), &plan.wires, batch_rows)
-        .map_err(decode_error)?;
+    let mut decoder = BatchDecoder::try_new(schema, wires, batch_rows).map_err(decode_error)?;
     let mut framer = CopyFramer::new();
     let width = decoder.width();
     let mut rows = 0u64;
