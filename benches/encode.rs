@@ -29,7 +29,7 @@ fn encode(c: &mut Criterion) {
     let batch = batch();
     let mut group = c.benchmark_group("encode");
     group.throughput(Throughput::Bytes(batch.get_array_memory_size() as u64));
-    group.bench_function("parquet_zstd3_task_instance_100k_rows", |b| {
+    group.bench_function("parquet_zstd_task_instance_100k_rows", |b| {
         b.iter(|| {
             let props = ParquetOptions::default().properties(Vec::new()).unwrap();
             let (stats, bytes) = write_file(

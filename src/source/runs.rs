@@ -65,8 +65,22 @@ impl RunIndex {
         }
     }
 
+    /// An empty index with room for `runs` runs whose run ids take `run_id_bytes` in all, so
+    /// that a table of known size is held without the slack of growing vectors.
+    pub fn with_capacity(column: &str, runs: usize, run_id_bytes: usize) -> Self {
+        let mut index = Self::new(column);
+        index.run_ids.reserve_exact(run_id_bytes);
+        index.ends.reserve_exact(runs);
+        index.dags.reserve_exact(runs);
+        index.dates.reserve_exact(runs);
+        index.dates_valid = BooleanBufferBuilder::new(runs);
+        index.slots.reserve(runs, |_| 0);
+        index
+    }
+
     /// Reads every run of `dag_run` through `client` (inside the export's snapshot). Returns
-    /// `None` as soon as the index would take more than `budget` bytes.
+    /// `None` without reading when the planner's statistics say the runs cannot fit in `budget`
+    /// bytes, or as soon as the index would take more.
     ///
     /// # Errors
     /// [`Error::Query`] / [`Error::ConnectionLost`] when reading `dag_run` fails.
@@ -76,6 +90,12 @@ impl RunIndex {
         column: &str,
         budget: usize,
     ) -> Result<Option<Self>> {
+        let (runs, run_id_bytes) = estimate(client, schema).await?;
+        let estimated =
+            Self::with_capacity(column, 0, 0).memory() + runs * BYTES_PER_RUN + run_id_bytes;
+        if estimated > budget {
+            return Ok(None);
+        }
         let statement = format!(
             "COPY (SELECT dag_id::text, run_id::text, {} FROM {}.{}) \
              TO STDOUT (FORMAT binary)",
@@ -92,7 +112,7 @@ impl RunIndex {
         let (tx, rx) = mpsc::channel(read::DEFAULT_CHUNKS_IN_FLIGHT);
         let column_name = column.to_owned();
         let builder = tokio::task::spawn_blocking(move || {
-            let mut index = RunIndex::new(&column_name);
+            let mut index = RunIndex::with_capacity(&column_name, runs, run_id_bytes);
             let mut over_budget = false;
             let decoded = read::decode_stream(
                 "dag_run",
@@ -148,8 +168,8 @@ impl RunIndex {
             + self.dags.capacity() * 4
             + self.dates.capacity() * 8
             + self.dates_valid.capacity() / 8
-            + self.slots.capacity() * 5
-            + self.dag_numbers.capacity() * 5
+            + self.slots.capacity() * 5 * 8 / 7
+            + self.dag_numbers.capacity() * 5 * 8 / 7
             + self.dag_names.iter().map(|n| n.len() + 16).sum::<usize>()
     }
 
@@ -309,6 +329,31 @@ impl RunIndex {
         dag_numbers.insert_unique(hash, number, |&n| hasher.hash_one(&*dag_names[n as usize]));
         number
     }
+}
+
+/// Bytes per run besides its run id: end offset, DAG number, date, hash slot and control byte
+/// at the table's maximum load.
+const BYTES_PER_RUN: usize = 4 + 4 + 8 + 5 * 8 / 7 + 1;
+
+/// The planner's estimate of `dag_run`'s rows and of the bytes of all their run ids (zero when
+/// the table was never analyzed).
+async fn estimate(client: &Client, schema: &str) -> Result<(usize, usize)> {
+    let row = client
+        .query_opt(
+            "SELECT greatest(c.reltuples, 0)::float8, \
+                    coalesce((SELECT s.avg_width FROM pg_stats s WHERE s.schemaname = $1 \
+                              AND s.tablename = 'dag_run' AND s.attname = 'run_id'), 0)::float8 \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = 'dag_run'",
+            &[&schema],
+        )
+        .await
+        .map_err(Error::query("dag_run statistics"))?;
+    let Some(row) = row else {
+        return Ok((0, 0));
+    };
+    let (runs, width): (f64, f64) = (row.get(0), row.get(1));
+    Ok((runs as usize, (runs * width) as usize))
 }
 
 fn hash_key(hasher: &DefaultHashBuilder, dag_id: &str, run_id: &[u8]) -> u64 {
