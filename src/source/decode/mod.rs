@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int16Builder, Int32Builder,
-    Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    Int64Builder, RecordBatch, StringArray, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Schema, TimeUnit};
 
@@ -42,7 +42,9 @@ enum Builder {
     Int64(Int64Builder),
     Float64(Float64Builder),
     Boolean(BooleanBuilder),
-    Utf8(StringBuilder),
+    /// Text is gathered as bytes and checked to be UTF-8 once per batch, when finished: one
+    /// pass over all the values is cheaper than one check per value.
+    Utf8(BinaryBuilder),
     Binary(BinaryBuilder),
     Timestamp(TimestampMicrosecondBuilder),
 }
@@ -56,7 +58,7 @@ impl Builder {
             DataType::Int64 => Builder::Int64(Int64Builder::with_capacity(capacity)),
             DataType::Float64 => Builder::Float64(Float64Builder::with_capacity(capacity)),
             DataType::Boolean => Builder::Boolean(BooleanBuilder::with_capacity(capacity)),
-            DataType::Utf8 => Builder::Utf8(StringBuilder::with_capacity(capacity, bytes)),
+            DataType::Utf8 => Builder::Utf8(BinaryBuilder::with_capacity(capacity, bytes)),
             DataType::Binary => Builder::Binary(BinaryBuilder::with_capacity(capacity, bytes)),
             DataType::Timestamp(TimeUnit::Microsecond, tz) => Builder::Timestamp(
                 TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone_opt(tz.clone()),
@@ -74,17 +76,20 @@ impl Builder {
         }
     }
 
-    fn finish(&mut self) -> ArrayRef {
-        match self {
+    fn finish(&mut self) -> Result<ArrayRef, DecodeError> {
+        Ok(match self {
             Builder::Int16(b) => Arc::new(b.finish()),
             Builder::Int32(b) => Arc::new(b.finish()),
             Builder::Int64(b) => Arc::new(b.finish()),
             Builder::Float64(b) => Arc::new(b.finish()),
             Builder::Boolean(b) => Arc::new(b.finish()),
-            Builder::Utf8(b) => Arc::new(b.finish()),
+            Builder::Utf8(b) => Arc::new(
+                StringArray::try_from_binary(b.finish())
+                    .map_err(|_| DecodeError::new("text is not valid UTF-8"))?,
+            ),
             Builder::Binary(b) => Arc::new(b.finish()),
             Builder::Timestamp(b) => Arc::new(b.finish()),
-        }
+        })
     }
 
     fn append_null(&mut self) {
@@ -152,7 +157,7 @@ impl ColumnDecoder {
             (Builder::Boolean(b), _) => b.append_value(numeric::boolean(bytes)?),
             (Builder::Utf8(b), WireType::Uuid) => b.append_value(text::uuid(bytes)?),
             (Builder::Utf8(b), WireType::Jsonb) => b.append_value(text::jsonb(bytes)?),
-            (Builder::Utf8(b), _) => b.append_value(text::utf8(bytes)?),
+            (Builder::Utf8(b), _) => b.append_value(bytes),
             (Builder::Binary(b), _) => b.append_value(bytes),
             (Builder::Timestamp(b), _) => b.append_value(temporal::timestamp_micros(bytes)?),
         }
@@ -250,7 +255,7 @@ impl BatchDecoder {
             // Arrow's finish leaves an empty builder that would grow again by doubling (a copy
             // and fresh pages each time); size the next one like this batch instead.
             let bytes = column.builder.value_bytes();
-            arrays.push(column.builder.finish());
+            arrays.push(column.builder.finish()?);
             let next = bytes + bytes / 8;
             if let Some(builder) = Builder::for_type(field.data_type(), self.capacity, next) {
                 column.builder = builder;
@@ -259,5 +264,37 @@ impl BatchDecoder {
         self.rows = 0;
         RecordBatch::try_new(self.schema.clone(), arrays)
             .map_err(|e| DecodeError::new(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    fn text_decoder() -> BatchDecoder {
+        let schema = Arc::new(Schema::new(vec![Field::new("t", DataType::Utf8, true)]));
+        BatchDecoder::try_new(schema, &[WireType::Text], 4).unwrap()
+    }
+
+    #[test]
+    fn text_is_checked_to_be_utf8_when_the_batch_is_finished() {
+        let mut decoder = text_decoder();
+        for value in [Some("dag_ü".as_bytes()), None, Some(b"".as_slice())] {
+            decoder.append(&[value]).unwrap();
+        }
+        let batch = decoder.finish().unwrap();
+        let column = batch.column(0).as_string::<i32>();
+        assert_eq!(column.value(0), "dag_ü");
+        assert!(column.is_null(1));
+        assert!(column.is_valid(2) && column.value(2).is_empty());
+
+        let mut decoder = text_decoder();
+        decoder.append(&[Some(b"ok".as_slice())]).unwrap();
+        decoder.append(&[Some(&[0x66, 0xff, 0x6f])]).unwrap();
+        let error = decoder.finish().unwrap_err();
+        assert!(error.to_string().contains("not valid UTF-8"), "{error}");
     }
 }
