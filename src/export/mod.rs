@@ -25,8 +25,9 @@ use crate::store::StoreOptions;
 pub const DEFAULT_JOBS: usize = 2;
 
 /// Memory for buffering rows before they are sorted and written, per job. Measured peak RSS is
-/// about 35 MiB + jobs × (1.2 × this + 38 MiB) (the batch being decoded, COPY bytes in flight,
-/// sort keys, the file being encoded), so two jobs stay under 200 MB.
+/// about 35 MiB + jobs × (1.2 × this + 30 MiB) (the batch being decoded, COPY bytes in flight,
+/// sort keys, the file being encoded) + the run index (at most
+/// [`crate::source::runs::DEFAULT_RUN_INDEX_MEMORY`]), so two jobs stay under 200 MB.
 pub const DEFAULT_MEMORY_PER_JOB: usize = 32 * 1024 * 1024;
 
 /// Receives progress while an export runs. Called from worker threads.

@@ -15,14 +15,15 @@ use crate::source::decode::BatchDecoder;
 use crate::source::decode::copy::CopyFramer;
 use crate::source::query::ReadPlan;
 
-/// Rows per decoded batch: about 8 MB of task instances. Each job holds one batch being
-/// decoded besides its partition buffer, so larger batches only add memory.
-pub const DEFAULT_BATCH_ROWS: usize = 16 * 1024;
+/// Rows per decoded batch: about 4 MB of task instances. Each job holds one batch being
+/// decoded (and the next one's builders) besides its partition buffer, so larger batches only
+/// add memory.
+pub const DEFAULT_BATCH_ROWS: usize = 8 * 1024;
 
 /// Coalesced COPY chunks (about 256 KiB each) buffered between the network and the decoder:
-/// 4 MiB per job, enough to keep the server streaming while a batch is decoded; while a file
+/// 2 MiB per job, enough to keep the server streaming while a batch is decoded; while a file
 /// is encoded, the other jobs keep the CPUs busy.
-pub const DEFAULT_CHUNKS_IN_FLIGHT: usize = 16;
+pub const DEFAULT_CHUNKS_IN_FLIGHT: usize = 8;
 
 /// Bytes gathered from the server before a chunk is handed to the decoder.
 const COALESCE_BYTES: usize = 256 * 1024;
