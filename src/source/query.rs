@@ -183,6 +183,7 @@ fn build(
         missing: Vec::new(),
         run_join,
         run_columns: Vec::new(),
+        run_lookup_possible: true,
     };
     let mut outputs = Vec::new();
     let mut fills = Vec::new();
@@ -310,6 +311,8 @@ struct PlanBuilder<'a> {
     run_join: RunJoin,
     /// `dag_run` columns read through the run index (placeholders in the query).
     run_columns: Vec<String>,
+    /// False once a `dag_run` column the index cannot hold is asked for.
+    run_lookup_possible: bool,
 }
 
 impl PlanBuilder<'_> {
@@ -486,11 +489,9 @@ impl PlanBuilder<'_> {
                             let wire = dag_run
                                 .and_then(|t| t.column(name))
                                 .and_then(|c| c.ty.wire());
-                            // Anything but a timestamp makes the plan ineligible (see
-                            // `run_lookup`); the placeholder's type is then irrelevant.
-                            if wire != Some(WireType::Timestamp) {
-                                self.run_columns.push(String::new());
-                            }
+                            // The index holds one timestamp per run; anything else keeps the
+                            // join (see `run_lookup`), and the placeholder is never used.
+                            self.run_lookup_possible &= wire == Some(WireType::Timestamp);
                             return Ok(Typed {
                                 sql: "NULL::timestamptz".to_owned(),
                                 wire: WireType::Timestamp,
@@ -515,12 +516,12 @@ impl PlanBuilder<'_> {
     fn run_lookup(&mut self, fills: Vec<usize>) -> Option<RunLookup> {
         let has = |name: &str| self.table.column(name).is_some();
         let column = self.run_columns.first()?.clone();
-        let eligible = self.joins.dag_run
+        let eligible = self.run_lookup_possible
+            && self.joins.dag_run
             && !self.joins.task_instance
             && !has("dag_run_id")
             && has("dag_id")
             && has("run_id")
-            && !column.is_empty()
             && self.run_columns.iter().all(|c| c == &column);
         if !eligible {
             return None;
