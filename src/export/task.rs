@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use arrow::array::AsArray;
+use arrow::array::{AsArray, RecordBatch};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -104,15 +104,7 @@ fn process(
     let mut orphan_rows = 0u64;
     let result = (|| -> Result<u64> {
         let rows = read::decode_chunks(&job.plan, rx, job.batch_rows, |decoded| {
-            job.progress
-                .rows(&job.plan.table, decoded.num_rows() as u64);
-            let decoded = job.with_runs(decoded)?;
-            if let Some(flag) = job.plan.orphan_flag {
-                orphan_rows += decoded.column(flag).as_boolean().true_count() as u64;
-            }
-            let canonical = remap::assemble(&job.plan, &decoded).map_err(|e| Error::Export {
-                message: format!("remapping {}: {e}", job.plan.table),
-            })?;
+            let canonical = job.canonical(decoded, &mut orphan_rows)?;
             for flushed in partitioner
                 .push(canonical)
                 .map_err(|e| job.arrow_error(e))?
@@ -158,15 +150,7 @@ fn process_csv(
         let mut writer = CsvWriter::try_new(ChannelWriter::new(tx), &job.plan.output_schema)
             .map_err(write_error)?;
         read::decode_chunks(&job.plan, rx, job.batch_rows, |decoded| {
-            job.progress
-                .rows(&job.plan.table, decoded.num_rows() as u64);
-            let decoded = job.with_runs(decoded)?;
-            if let Some(flag) = job.plan.orphan_flag {
-                orphan_rows += decoded.column(flag).as_boolean().true_count() as u64;
-            }
-            let canonical = remap::assemble(&job.plan, &decoded).map_err(|e| Error::Export {
-                message: format!("remapping {}: {e}", job.plan.table),
-            })?;
+            let canonical = job.canonical(decoded, &mut orphan_rows)?;
             writer.write(&canonical).map_err(write_error)
         })?;
         let (stats, channel) = writer.finish().map_err(write_error)?;
@@ -223,8 +207,22 @@ impl TableJob {
         self.plan.sort_columns.clone()
     }
 
+    /// The canonical rows of a decoded batch: progress reported, runs looked up, orphans
+    /// counted into `orphan_rows`, columns remapped.
+    fn canonical(&self, decoded: RecordBatch, orphan_rows: &mut u64) -> Result<RecordBatch> {
+        self.progress
+            .rows(&self.plan.table, decoded.num_rows() as u64);
+        let decoded = self.with_runs(decoded)?;
+        if let Some(flag) = self.plan.orphan_flag {
+            *orphan_rows += decoded.column(flag).as_boolean().true_count() as u64;
+        }
+        remap::assemble(&self.plan, &decoded).map_err(|e| Error::Export {
+            message: format!("remapping {}: {e}", self.plan.table),
+        })
+    }
+
     /// `decoded` with its run columns filled from the run index, when the plan uses one.
-    fn with_runs(&self, decoded: arrow::array::RecordBatch) -> Result<arrow::array::RecordBatch> {
+    fn with_runs(&self, decoded: RecordBatch) -> Result<RecordBatch> {
         match (&self.plan.run_lookup, &self.runs) {
             (Some(lookup), Some(runs)) => runs
                 .fill(lookup, self.plan.orphan_flag, &decoded)
