@@ -15,6 +15,8 @@
 # on C cores, wall time cannot be below (server CPU + contrail CPU) / C.
 #
 #   benches/export-vs-copy.sh [TASK_INSTANCES (default 5000000)] [JOBS (default 2)]
+#
+# EXPORT_ARGS adds options to the export, e.g. EXPORT_ARGS="--run-index-memory 64".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/deps.sh
@@ -39,9 +41,10 @@ ti_size=$("$CONTRAIL_PSQL" -X -qAt -d "$url" -c "SELECT pg_size_pretty(pg_relati
 echo "task_instance: $ti_rows rows, $ti_size" >&2
 
 copy() { "$CONTRAIL_PSQL" -X -q -d "$url" -c "COPY (SELECT * FROM task_instance) TO STDOUT (FORMAT binary)"; }
-export_ti() { rm -rf "$work/out"; "$bin" --quiet export --db "$url" --to "$work/out" --tables task_instance --jobs "$jobs"; }
+# shellcheck disable=SC2086
+export_ti() { rm -rf "$work/out"; "$bin" --quiet export --db "$url" --to "$work/out" --tables task_instance --jobs "$jobs" ${EXPORT_ARGS:-}; }
 export -f copy export_ti
-export url bin work jobs CONTRAIL_PSQL
+export url bin work jobs CONTRAIL_PSQL EXPORT_ARGS
 copy >/dev/null  # warm the page cache
 
 # One logged export yields the statements contrail runs.
