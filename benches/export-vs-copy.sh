@@ -3,7 +3,8 @@
 # the wall time of PostgreSQL's raw `COPY (SELECT * FROM task_instance) TO STDOUT (FORMAT binary)`
 # (read by psql into /dev/null) against `contrail export` of that table to zstd Parquet, their
 # ratio, and contrail's peak RSS and CPU time. Machines are noisy: each side runs RUNS times
-# (default 3), alternating, and the best time of each is compared.
+# (default 3), alternating; the best time of each is compared, and each run's own ratio is
+# reported too (with their median), since the machine's speed drifts between runs.
 #
 # The reference is one COPY stream of `SELECT *`; contrail reads with JOBS connections, reads
 # dag_run once for its run index and selects canonical expressions. So the script also replays
@@ -69,7 +70,7 @@ server_cpu() {
 print((int(f[13]) + int(f[14])) / os.sysconf('SC_CLK_TCK'))"
 }
 
-best_copy="" best_export="" best_replay="" rss="" cpu="" copy_server="" export_server=""
+best_copy="" best_export="" best_replay="" rss="" cpu="" copy_server="" export_server="" ratios=""
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 for _ in $(seq "$runs"); do
     s0=$(server_cpu)
@@ -94,6 +95,7 @@ for _ in $(seq "$runs"); do
         best_export=$es cpu="$eu $esys" export_server=$eserver
     fi
     best_replay=$(python3 -c "print(min(x for x in [$ps, ${best_replay:-1e9}]))")
+    ratios="${ratios:+$ratios,}$(python3 -c "print(round($es / $cs, 3))")"
     rss=$(python3 -c "print(max(x for x in [$er, ${rss:-0}]))")
 done
 parquet_bytes=$(du -sb "$work/out" | cut -f1)
@@ -102,10 +104,12 @@ statements=$(wc -l < "$work/statements.sql")
 rm -rf "$work"
 # shellcheck disable=SC2086
 python3 - "$ti_rows" "$best_copy" "$best_export" "$rss" "$parquet_bytes" "$jobs" \
-    "$best_replay" "$statements" "$parquet_files" $cpu "$(nproc)" "$copy_server" "$export_server" <<'PY'
-import json, sys
+    "$best_replay" "$statements" "$parquet_files" $cpu "$(nproc)" "$copy_server" "$export_server" \
+    "$ratios" <<'PY'
+import json, statistics, sys
 (rows, copy_s, export_s, rss, parquet, jobs, replay_s, statements, files, user, system, cpus,
- copy_server, export_server) = sys.argv[1:]
+ copy_server, export_server, ratios) = sys.argv[1:]
+ratios = [float(r) for r in ratios.split(",")]
 cpu_floor = (float(user) + float(system) + float(export_server)) / int(cpus)
 print(json.dumps({
     "task_instance_rows": int(rows),
@@ -114,6 +118,8 @@ print(json.dumps({
     "raw_copy_seconds": float(copy_s),
     "contrail_export_seconds": float(export_s),
     "ratio_export_to_copy": round(float(export_s) / float(copy_s), 3),
+    "ratio_per_run": ratios,
+    "ratio_per_run_median": statistics.median(ratios),
     "contrail_cpu_user_seconds": float(user),
     "contrail_cpu_system_seconds": float(system),
     "raw_copy_server_cpu_seconds": float(copy_server),
