@@ -31,7 +31,9 @@ fn encode(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(batch.get_array_memory_size() as u64));
     group.bench_function("parquet_zstd_task_instance_100k_rows", |b| {
         b.iter(|| {
-            let props = ParquetOptions::default().properties(Vec::new()).unwrap();
+            let props = ParquetOptions::default()
+                .properties(&batch.schema(), Vec::new())
+                .unwrap();
             let (stats, bytes) = write_file(
                 std::slice::from_ref(&batch),
                 Vec::with_capacity(8 << 20),

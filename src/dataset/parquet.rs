@@ -5,12 +5,14 @@
 use std::io::Write;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
 use crate::dataset::sorted::SortedRows;
@@ -53,15 +55,32 @@ impl ParquetOptions {
         self
     }
 
-    /// The writer properties, with `metadata` as file key-value metadata.
+    /// The writer properties for files of `schema`, with `metadata` as file key-value metadata.
+    ///
+    /// Dictionary encoding is on for strings, bytes, integers and booleans, where values repeat
+    /// (DAG ids, states, hosts, run ids, map indexes). It is off for timestamps and floats: start
+    /// and end times and durations are nearly unique per row, so a dictionary only costs a hash
+    /// per value and a second page to compress, and zstd already shrinks the repeats of a sorted
+    /// logical date.
     ///
     /// # Errors
     /// An out-of-range zstd level.
     pub fn properties(
         &self,
+        schema: &Schema,
         metadata: Vec<(String, String)>,
     ) -> Result<WriterProperties, ParquetError> {
-        Ok(WriterProperties::builder()
+        let mut builder = WriterProperties::builder();
+        for field in schema.fields() {
+            if matches!(
+                field.data_type(),
+                DataType::Timestamp(_, _) | DataType::Float64 | DataType::Float32
+            ) {
+                builder = builder
+                    .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+            }
+        }
+        Ok(builder
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(self.zstd_level)?))
             .set_dictionary_enabled(true)
             .set_statistics_enabled(EnabledStatistics::Page)
@@ -245,7 +264,7 @@ mod tests {
         )
         .unwrap();
         let props = ParquetOptions::default()
-            .properties(vec![("contrail.table".into(), "t".into())])
+            .properties(&schema, vec![("contrail.table".into(), "t".into())])
             .unwrap();
         let (stats, bytes) = write_file(std::slice::from_ref(&batch), Vec::new(), props).unwrap();
         assert_eq!(stats.rows, 2);
@@ -265,6 +284,19 @@ mod tests {
                 .compression()
                 .to_string()
                 .starts_with("ZSTD")
+        );
+        // Strings get a dictionary; nearly unique timestamps do not.
+        assert!(
+            meta.row_group(0)
+                .column(0)
+                .dictionary_page_offset()
+                .is_some()
+        );
+        assert!(
+            meta.row_group(0)
+                .column(2)
+                .dictionary_page_offset()
+                .is_none()
         );
         let read: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(read, [batch]);

@@ -280,18 +280,21 @@ impl FileSink<'_> {
             .spawn(upload::upload(job.store.clone(), key.clone(), rx));
         let properties = job
             .parquet
-            .properties(vec![
-                ("contrail.table".to_owned(), job.plan.table.clone()),
-                (
-                    "contrail.canonical_version".to_owned(),
-                    job.canonical_version.to_string(),
-                ),
-                (
-                    "contrail.source_version".to_owned(),
-                    job.source_version.clone(),
-                ),
-                ("contrail.export_id".to_owned(), job.export_id.clone()),
-            ])
+            .properties(
+                &job.plan.output_schema,
+                vec![
+                    ("contrail.table".to_owned(), job.plan.table.clone()),
+                    (
+                        "contrail.canonical_version".to_owned(),
+                        job.canonical_version.to_string(),
+                    ),
+                    (
+                        "contrail.source_version".to_owned(),
+                        job.source_version.clone(),
+                    ),
+                    ("contrail.export_id".to_owned(), job.export_id.clone()),
+                ],
+            )
             .map_err(|e| Error::Export {
                 message: format!("Parquet settings: {e}"),
             })?;

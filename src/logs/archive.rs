@@ -146,10 +146,13 @@ impl ArchiveWriter {
             });
             let batch = to_batch(&rows)?;
             let properties = parquet
-                .properties(vec![
-                    ("contrail.table".into(), ARCHIVE_TABLE.into()),
-                    ("contrail.archive_id".into(), archive_id),
-                ])
+                .properties(
+                    &batch.schema(),
+                    vec![
+                        ("contrail.table".into(), ARCHIVE_TABLE.into()),
+                        ("contrail.archive_id".into(), archive_id),
+                    ],
+                )
                 .map_err(|e| e.to_string())?;
             write_file(std::slice::from_ref(&batch), Vec::new(), properties)
                 .map_err(|e| e.to_string())
