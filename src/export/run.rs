@@ -331,7 +331,8 @@ impl RunIndexState {
                 ),
                 None => tracing::info!(
                     budget_mib = options.run_index_memory / (1024 * 1024),
-                    "dag_run does not fit the run index memory (--run-index-memory);                      PostgreSQL joins it instead."
+                    "dag_run does not fit the run index memory (--run-index-memory); \
+                     PostgreSQL joins it instead."
                 ),
             }
         }

@@ -93,9 +93,7 @@ impl RunIndex {
         budget: usize,
     ) -> Result<Option<Self>> {
         let (runs, run_id_bytes) = estimate(client, schema).await?;
-        let estimated =
-            Self::with_capacity(column, 0, 0).memory() + runs * BYTES_PER_RUN + run_id_bytes;
-        if estimated > budget {
+        if runs * BYTES_PER_RUN + run_id_bytes > budget {
             return Ok(None);
         }
         let statement = format!(
@@ -199,12 +197,10 @@ impl RunIndex {
             ..
         } = self;
         slots.insert_unique(hash, slot, |&s| {
-            let s = s as usize;
-            let start = if s == 0 { 0 } else { ends[s - 1] as usize };
             hash_key(
                 hasher,
-                &dag_names[dags[s] as usize],
-                &run_ids[start..ends[s] as usize],
+                &dag_names[dags[s as usize] as usize],
+                run_id_of(run_ids, ends, s),
             )
         });
     }
@@ -303,10 +299,8 @@ impl RunIndex {
     fn find(&self, hash: u64, dag_id: &str, run_id: &str) -> Option<usize> {
         self.slots
             .find(hash, |&s| {
-                let s = s as usize;
-                let start = if s == 0 { 0 } else { self.ends[s - 1] as usize };
-                &self.run_ids[start..self.ends[s] as usize] == run_id.as_bytes()
-                    && &*self.dag_names[self.dags[s] as usize] == dag_id
+                run_id_of(&self.run_ids, &self.ends, s) == run_id.as_bytes()
+                    && &*self.dag_names[self.dags[s as usize] as usize] == dag_id
             })
             .map(|&s| s as usize)
     }
@@ -356,6 +350,15 @@ async fn estimate(client: &Client, schema: &str) -> Result<(usize, usize)> {
     };
     let (runs, width): (f64, f64) = (row.get(0), row.get(1));
     Ok((runs as usize, (runs * width) as usize))
+}
+
+/// The run id of `slot` in the arena.
+fn run_id_of<'a>(run_ids: &'a [u8], ends: &[u32], slot: u32) -> &'a [u8] {
+    let slot = slot as usize;
+    let start = slot
+        .checked_sub(1)
+        .map_or(0, |previous| ends[previous] as usize);
+    &run_ids[start..ends[slot] as usize]
 }
 
 fn hash_key(hasher: &DefaultHashBuilder, dag_id: &str, run_id: &[u8]) -> u64 {
