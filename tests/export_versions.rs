@@ -22,7 +22,7 @@ fn fresh_fixtures() -> Vec<DdlFixture> {
 }
 
 /// A database of `fixture`'s schema holding generated history.
-async fn generated(
+pub(crate) async fn generated(
     fixture: &DdlFixture,
     seed: u64,
     task_instances: u64,
@@ -186,7 +186,7 @@ DO $$ BEGIN
 END $$;";
 
 /// Every row of `table` in the dataset at `dir`, as text, sorted.
-fn dataset_rows(dir: &std::path::Path, table: &str) -> Vec<Vec<Option<String>>> {
+pub(crate) fn dataset_rows(dir: &std::path::Path, table: &str) -> Vec<Vec<Option<String>>> {
     let manifest = crate::export::only_manifest(dir);
     let batches = read_table(dir, &manifest, table);
     let Some(first) = batches.first() else {

@@ -7,6 +7,7 @@ mod catalog;
 mod export;
 mod export_csv;
 mod export_faults;
+mod export_files;
 mod export_incremental;
 mod export_s3;
 mod export_versions;

@@ -155,6 +155,15 @@ pub struct ExportArgs {
     #[arg(long, value_name = "MIB", default_value_t = crate::source::runs::DEFAULT_RUN_INDEX_MEMORY / (1024 * 1024))]
     pub run_index_memory: usize,
 
+    /// Directory for rows waiting on local disk to be merged into one sorted file per day
+    /// (needs about the largest table's size as Arrow data). Default: TMPDIR.
+    #[arg(long, value_name = "DIR")]
+    pub spill_dir: Option<std::path::PathBuf>,
+
+    /// Size at which a Parquet file is closed and the next one begun, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = crate::export::DEFAULT_MAX_FILE_BYTES / (1024 * 1024))]
+    pub max_file_mib: usize,
+
     /// File format: day-partitioned Parquet, or one CSV file per table (RFC 4180, header row,
     /// NULL as an empty field and the empty string as "").
     #[arg(long, value_enum, default_value_t = DataFormat::Parquet)]

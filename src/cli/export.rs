@@ -76,6 +76,8 @@ pub(super) async fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<ExitCod
         .with_jobs(args.jobs)
         .with_memory_per_job(args.memory_per_job.saturating_mul(1024 * 1024))
         .with_run_index_memory(args.run_index_memory.saturating_mul(1024 * 1024))
+        .with_spill_dir(args.spill_dir)
+        .with_max_file_bytes(args.max_file_mib.saturating_mul(1024 * 1024))
         .with_format(match args.format {
             DataFormat::Parquet => FileFormat::Parquet,
             DataFormat::Csv => FileFormat::Csv,

@@ -103,15 +103,7 @@ impl<W: Write> CsvWriter<W> {
     /// The sink's error.
     pub fn finish(mut self) -> std::io::Result<(FileStats, W)> {
         self.sink.flush()?;
-        let (sink, bytes, sha256) = self.sink.finish();
-        Ok((
-            FileStats {
-                rows: self.rows,
-                bytes,
-                sha256,
-            },
-            sink,
-        ))
+        Ok(self.sink.into_stats(self.rows))
     }
 }
 

@@ -10,3 +10,4 @@ pub mod parquet;
 pub mod partition;
 pub mod read;
 pub mod sorted;
+pub mod spill;

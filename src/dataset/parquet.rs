@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Schema};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::basic::{Compression, ZstdLevel};
@@ -130,6 +130,19 @@ impl<W: Write> HashingWriter<W> {
         let digest = self.hasher.finalize();
         (self.inner, self.bytes, hex(&digest))
     }
+
+    /// The stats of a file of `rows` rows that was written through this, and the wrapped writer.
+    pub fn into_stats(self, rows: u64) -> (FileStats, W) {
+        let (sink, bytes, sha256) = self.finish();
+        (
+            FileStats {
+                rows,
+                bytes,
+                sha256,
+            },
+            sink,
+        )
+    }
 }
 
 /// Lower-case hex of `bytes` (how manifests write SHA-256 digests).
@@ -154,6 +167,60 @@ impl<W: Write> Write for HashingWriter<W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// A Parquet file written batch by batch, for rows that arrive as a stream (a merge). A row
+/// group is cut at the properties' row limit or when its encoded pages held in memory reach
+/// `row_group_bytes`, whichever comes first.
+pub struct BatchWriter<W: Write + Send> {
+    writer: ArrowWriter<HashingWriter<W>>,
+    rows: u64,
+    row_group_bytes: usize,
+}
+
+impl<W: Write + Send> BatchWriter<W> {
+    /// A file of `schema` rows written into `sink`.
+    ///
+    /// # Errors
+    /// A schema Parquet cannot hold, or an I/O error writing the header.
+    pub fn try_new(
+        sink: W,
+        schema: SchemaRef,
+        properties: WriterProperties,
+        row_group_bytes: usize,
+    ) -> Result<Self, ParquetError> {
+        Ok(Self {
+            writer: ArrowWriter::try_new(HashingWriter::new(sink), schema, Some(properties))?,
+            rows: 0,
+            row_group_bytes: row_group_bytes.max(1),
+        })
+    }
+
+    /// Appends `batch`.
+    ///
+    /// # Errors
+    /// Parquet or I/O errors from the sink.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        self.writer.write(batch)?;
+        self.rows += batch.num_rows() as u64;
+        if self.writer.in_progress_size() >= self.row_group_bytes {
+            self.writer.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Bytes of the file so far: written, plus encoded and not yet written.
+    pub fn size(&self) -> usize {
+        self.writer.bytes_written() + self.writer.in_progress_size()
+    }
+
+    /// Writes the footer and returns the file's stats and the sink.
+    ///
+    /// # Errors
+    /// Parquet or I/O errors from the sink.
+    pub fn finish(self) -> Result<(FileStats, W), ParquetError> {
+        Ok(self.writer.into_inner()?.into_stats(self.rows))
     }
 }
 
@@ -216,23 +283,14 @@ pub fn write_sorted<W: Write + Send>(
         row_group.close()?;
         start = end;
     }
-    let hashing = file.into_inner()?;
-    let (sink, bytes, sha256) = hashing.finish();
-    Ok((
-        FileStats {
-            rows: total as u64,
-            bytes,
-            sha256,
-        },
-        sink,
-    ))
+    Ok(file.into_inner()?.into_stats(total as u64))
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{Int32Array, StringArray, TimestampMicrosecondArray};
+    use arrow::array::{AsArray, Int32Array, StringArray, TimestampMicrosecondArray};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use bytes::Bytes;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -300,5 +358,48 @@ mod tests {
         );
         let read: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(read, [batch]);
+    }
+
+    #[test]
+    fn a_streamed_file_cuts_row_groups_by_rows_and_by_encoded_bytes() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int32, false)]));
+        let batch = |from: i32| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int32Array::from_iter_values(from..from + 1000))],
+            )
+            .unwrap()
+        };
+        let groups = |row_group_rows: usize, row_group_bytes: usize| {
+            let props = ParquetOptions::default()
+                .with_row_group_rows(row_group_rows)
+                .properties(&schema, Vec::new())
+                .unwrap();
+            let mut writer =
+                BatchWriter::try_new(Vec::new(), schema.clone(), props, row_group_bytes).unwrap();
+            for i in 0..5 {
+                writer.write(&batch(i * 1000)).unwrap();
+                assert!(writer.size() > 0);
+            }
+            let (stats, bytes) = writer.finish().unwrap();
+            assert_eq!((stats.rows, stats.bytes), (5000, bytes.len() as u64));
+            let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes)).unwrap();
+            let count = reader.metadata().num_row_groups();
+            let read: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
+            let values: Vec<i32> = read
+                .iter()
+                .flat_map(|b| {
+                    b.column(0)
+                        .as_primitive::<arrow::datatypes::Int32Type>()
+                        .values()
+                        .to_vec()
+                })
+                .collect();
+            assert_eq!(values, (0..5000).collect::<Vec<_>>());
+            count
+        };
+        assert_eq!(groups(2000, usize::MAX), 3);
+        assert_eq!(groups(usize::MAX, 1), 5);
+        assert_eq!(groups(usize::MAX, usize::MAX), 1);
     }
 }

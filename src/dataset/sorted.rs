@@ -113,11 +113,26 @@ impl SortedRows {
     /// # Errors
     /// Only on Arrow errors.
     pub fn to_batch(&self) -> Result<RecordBatch, ArrowError> {
-        let rows = 0..self.num_rows();
+        self.slice(0..self.num_rows())
+    }
+
+    /// Output rows `rows` as one batch, in write order.
+    ///
+    /// # Errors
+    /// Only on Arrow errors (rows out of range).
+    pub fn slice(&self, rows: Range<usize>) -> Result<RecordBatch, ArrowError> {
         let columns = (0..self.schema.fields().len())
             .map(|i| self.column(i, rows.clone()))
             .collect::<Result<Vec<_>, _>>()?;
         RecordBatch::try_new(self.schema.clone(), columns)
+    }
+
+    /// Bytes of Arrow memory the buffered batches hold.
+    pub fn memory_size(&self) -> usize {
+        self.batches
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum()
     }
 }
 
@@ -137,7 +152,7 @@ fn identity(batches: &[RecordBatch]) -> Vec<(usize, usize)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use arrow::array::{AsArray, Int32Array, StringArray};
@@ -145,7 +160,8 @@ mod tests {
 
     use super::*;
 
-    fn batch(rows: &[(Option<&str>, i32)]) -> RecordBatch {
+    /// A batch of `(k: Utf8, n: Int32)` rows.
+    pub(crate) fn batch(rows: &[(Option<&str>, i32)]) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Utf8, true),
             Field::new("n", DataType::Int32, false),

@@ -9,6 +9,7 @@ mod run;
 mod task;
 mod upload;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -29,6 +30,10 @@ pub const DEFAULT_JOBS: usize = 2;
 /// sort keys, the file being encoded) + the run index (at most
 /// [`crate::source::runs::DEFAULT_RUN_INDEX_MEMORY`]), so two jobs stay under 200 MB.
 pub const DEFAULT_MEMORY_PER_JOB: usize = 32 * 1024 * 1024;
+
+/// A merged Parquet file is closed once it reaches about this size, and the day's next rows
+/// start a new one. Analysts' engines read files of a few hundred MB best.
+pub const DEFAULT_MAX_FILE_BYTES: usize = 256 * 1024 * 1024;
 
 /// Receives progress while an export runs. Called from worker threads.
 pub trait ExportProgress: Send + Sync {
@@ -63,6 +68,8 @@ pub struct ExportOptions {
     pub(crate) incremental: bool,
     pub(crate) jobs: usize,
     pub(crate) memory_per_job: usize,
+    pub(crate) spill_dir: Option<PathBuf>,
+    pub(crate) max_file_bytes: usize,
     pub(crate) run_index_memory: usize,
     pub(crate) batch_rows: usize,
     pub(crate) format: FileFormat,
@@ -102,6 +109,8 @@ impl ExportOptions {
             incremental: false,
             jobs: DEFAULT_JOBS,
             memory_per_job: DEFAULT_MEMORY_PER_JOB,
+            spill_dir: None,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             run_index_memory: crate::source::runs::DEFAULT_RUN_INDEX_MEMORY,
             batch_rows: crate::source::read::DEFAULT_BATCH_ROWS,
             format: FileFormat::default(),
@@ -159,6 +168,22 @@ impl ExportOptions {
     /// Memory for buffered rows per job, in bytes. Default [`DEFAULT_MEMORY_PER_JOB`].
     pub fn with_memory_per_job(mut self, bytes: usize) -> Self {
         self.memory_per_job = bytes.max(1024 * 1024);
+        self
+    }
+
+    /// Directory for the sorted runs of rows that wait, on local disk, to be merged into one
+    /// large sorted file per day. It needs about the size of the largest table as Arrow data
+    /// (several times its Parquet size); each table's runs are deleted as its files are written.
+    /// Default: the system's temporary directory (`TMPDIR`).
+    pub fn with_spill_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.spill_dir = dir;
+        self
+    }
+
+    /// Size at which a Parquet file is closed and the next begun, in bytes. Default
+    /// [`DEFAULT_MAX_FILE_BYTES`].
+    pub fn with_max_file_bytes(mut self, bytes: usize) -> Self {
+        self.max_file_bytes = bytes.max(1);
         self
     }
 

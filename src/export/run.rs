@@ -1,4 +1,5 @@
-//! The export run: detect, snapshot, plan, read every range in parallel, write the manifest.
+//! The export run: detect, snapshot, plan, read every range in parallel, merge each table's
+//! days into files, write the manifest.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::AtomicUsize;
@@ -7,6 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
+use tokio::sync::Notify;
 
 use crate::catalog::Catalog;
 use crate::catalog::detect::{self, quote_ident};
@@ -14,6 +16,7 @@ use crate::dataset::layout::{self, FileFormat};
 use crate::dataset::manifest::{
     FileEntry, MANIFEST_FORMAT, Manifest, SourceInfo, TableEntry, Window,
 };
+use crate::dataset::spill::{Run, Spill};
 use crate::error::{Error, Result};
 use crate::export::plan::{ExportPlan, TablePlan, rfc3339};
 use crate::export::task::{self, TableJob, TaskOutput};
@@ -140,6 +143,14 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
             missing_columns: plan.missing_columns.clone(),
         });
         let plan_runs = plan.run_lookup.as_ref().and_then(|_| runs.index.clone());
+        let spill = match options.format {
+            FileFormat::Parquet if !options.dry_run => Some(Arc::new(spill_dir(
+                &options,
+                name,
+                plan.output_schema.clone(),
+            )?)),
+            _ => None,
+        };
         let job = Arc::new(TableJob {
             plan,
             store: store.clone(),
@@ -153,6 +164,8 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
             source_version: version.id.clone(),
             progress: options.progress.clone(),
             runs: plan_runs,
+            spill,
+            max_file_bytes: options.max_file_bytes,
         });
         let watermark = table_window.until.unwrap_or(snapshot_time);
         jobs.push((job, ranges, window_predicate, time_columns, watermark));
@@ -183,22 +196,30 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
                 (Some(r), Some(w)) => Some(format!("({r}) AND ({w})")),
                 (r, w) => r.clone().or_else(|| w.clone()),
             };
-            queue.push_back((index, job.clone(), predicate));
+            queue.push_back(Work::Range {
+                table: index,
+                job: job.clone(),
+                predicate,
+            });
         }
     }
     let remaining: Vec<usize> = {
         let mut counts = vec![0; jobs.len()];
-        for (index, _, _) in &queue {
-            counts[*index] += 1;
+        for work in &queue {
+            counts[work.table()] += 1;
         }
         counts
     };
-    let state = Arc::new(Mutex::new(RunState {
-        queue,
-        remaining,
-        outputs: BTreeMap::new(),
-        failed: None,
-    }));
+    let state = Arc::new(Shared {
+        state: Mutex::new(RunState {
+            queue,
+            remaining,
+            in_flight: 0,
+            outputs: BTreeMap::new(),
+            failed: None,
+        }),
+        changed: Notify::new(),
+    });
     let snapshot = Arc::new(snapshot);
     let mut workers = Vec::new();
     for _ in 0..options.jobs {
@@ -216,7 +237,7 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
         })?;
     }
     let mut state = match Arc::try_unwrap(state) {
-        Ok(mutex) => mutex.into_inner().unwrap_or_else(|p| p.into_inner()),
+        Ok(shared) => shared.state.into_inner().unwrap_or_else(|p| p.into_inner()),
         Err(_) => {
             return Err(Error::Export {
                 message: "export workers still running".to_owned(),
@@ -234,8 +255,19 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
         let outputs = state.outputs.remove(&index).unwrap_or_default();
         let mut files: Vec<FileEntry> = outputs.iter().flat_map(|o| o.files.clone()).collect();
         files.sort_by(|a, b| a.key.cmp(&b.key));
-        let rows = outputs.iter().map(|o| o.rows).sum();
+        let rows: u64 = outputs.iter().map(|o| o.rows).sum();
         let orphan_rows = outputs.iter().map(|o| o.orphan_rows).sum();
+        let written: u64 = files.iter().map(|f| f.rows).sum();
+        if written != rows {
+            remove_partial_files(store.as_ref(), &tables, &export_id).await;
+            return Err(Error::Export {
+                message: format!(
+                    "{} rows of {} were read but {written} written; this is a bug in contrail, \
+                     please report it (no manifest was written)",
+                    rows, job.plan.table
+                ),
+            });
+        }
         summaries.push(TableSummary {
             table: job.plan.table.clone(),
             rows,
@@ -343,18 +375,65 @@ impl RunIndexState {
     }
 }
 
-type Work = (usize, Arc<TableJob>, Option<String>);
+/// One unit of work for a worker.
+enum Work {
+    /// Read one range of a table and spill its rows.
+    Range {
+        table: usize,
+        job: Arc<TableJob>,
+        predicate: Option<String>,
+    },
+    /// Merge one day's spilled runs of a table into files (once every range is read).
+    Merge {
+        table: usize,
+        job: Arc<TableJob>,
+        day: Option<String>,
+        runs: Vec<Run>,
+    },
+}
+
+impl Work {
+    fn table(&self) -> usize {
+        match self {
+            Work::Range { table, .. } | Work::Merge { table, .. } => *table,
+        }
+    }
+}
+
+/// The workers' shared state, and a signal for workers waiting for work to appear.
+struct Shared {
+    state: Mutex<RunState>,
+    changed: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RunState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a failure: queued work is dropped and every worker stops.
+    fn fail(&self, error: Error) {
+        let mut state = self.lock();
+        state.failed.get_or_insert(error);
+        state.queue.clear();
+        drop(state);
+        self.changed.notify_waiters();
+    }
+}
 
 struct RunState {
     queue: VecDeque<Work>,
     remaining: Vec<usize>,
+    /// Work taken by a worker and not finished; what it finishes may queue more (merges).
+    in_flight: usize,
     outputs: BTreeMap<usize, Vec<TaskOutput>>,
     failed: Option<Error>,
 }
 
-/// One connection inside the snapshot, taking ranges until none are left or one fails.
+/// One connection inside the snapshot, taking work until none is left or some fails. With the
+/// queue empty it waits while other workers still run: their tables' merges come next.
 async fn worker(
-    state: Arc<Mutex<RunState>>,
+    shared: Arc<Shared>,
     snapshot: Arc<Snapshot>,
     db: crate::source::DatabaseUrl,
     progress: Arc<dyn crate::export::ExportProgress>,
@@ -362,40 +441,99 @@ async fn worker(
     let client = match snapshot.attach(&db).await {
         Ok(client) => client,
         Err(error) => {
-            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-            state.failed.get_or_insert(error);
-            state.queue.clear();
+            shared.fail(error);
             return;
         }
     };
     loop {
+        let changed = shared.changed.notified();
+        tokio::pin!(changed);
+        // Registered before looking, so a change made after the look still wakes us.
+        changed.as_mut().enable();
         let work = {
-            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut state = shared.lock();
             if state.failed.is_some() {
                 return;
             }
-            state.queue.pop_front()
-        };
-        let Some((index, job, predicate)) = work else {
-            return;
-        };
-        let result = task::run(&client, job.clone(), predicate).await;
-        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-        match result {
-            Ok(output) => {
-                state.outputs.entry(index).or_default().push(output);
-                state.remaining[index] -= 1;
-                if state.remaining[index] == 0 {
-                    progress.table_done(&job.plan.table);
+            match state.queue.pop_front() {
+                Some(work) => {
+                    state.in_flight += 1;
+                    Some(work)
                 }
+                None if state.in_flight == 0 => return,
+                None => None,
             }
+        };
+        let Some(work) = work else {
+            changed.await;
+            continue;
+        };
+        let table = work.table();
+        let (job, result) = match work {
+            Work::Range { job, predicate, .. } => {
+                let result = task::run(&client, job.clone(), predicate).await;
+                (job, result)
+            }
+            Work::Merge { job, day, runs, .. } => {
+                let result = task::merge(job.clone(), day, runs).await;
+                (job, result)
+            }
+        };
+        let output = match result {
+            Ok(output) => output,
             Err(error) => {
-                state.failed.get_or_insert(error);
-                state.queue.clear();
+                shared.fail(error);
                 return;
             }
+        };
+        let mut state = shared.lock();
+        state.in_flight -= 1;
+        state.outputs.entry(table).or_default().push(output);
+        state.remaining[table] -= 1;
+        if state.remaining[table] == 0 {
+            state.queue_merges(table, &job);
+        }
+        if state.remaining[table] == 0 {
+            progress.table_done(&job.plan.table);
+        }
+        drop(state);
+        shared.changed.notify_waiters();
+    }
+}
+
+impl RunState {
+    /// Once every range of a table is read, queues the merge of each of its days, ahead of
+    /// other tables' ranges so that spilled runs leave the disk early.
+    fn queue_merges(&mut self, table: usize, job: &Arc<TableJob>) {
+        let Some(spill) = &job.spill else {
+            return;
+        };
+        for (day, runs) in spill.take().into_iter().rev() {
+            self.remaining[table] += 1;
+            self.queue.push_front(Work::Merge {
+                table,
+                job: job.clone(),
+                day,
+                runs,
+            });
         }
     }
+}
+
+/// The spill directory of `table`, inside `--spill-dir` or the system's temporary directory.
+fn spill_dir(
+    options: &ExportOptions,
+    table: &str,
+    schema: arrow::datatypes::SchemaRef,
+) -> Result<Spill> {
+    let root = options.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+    Spill::try_new(&root, table, schema).map_err(|e| Error::Export {
+        message: format!(
+            "cannot create a temporary directory in {} for {table}: {e}; point --spill-dir at \
+             a writable directory",
+            root.display()
+        ),
+    })
 }
 
 /// `20240301T000000Z-1a2b3c`: sortable by time, unique across concurrent runs.

@@ -1,6 +1,9 @@
-//! One unit of export work: one range of one table, read through the shared snapshot, decoded,
-//! remapped, partitioned, encoded and uploaded. Network I/O stays on tokio; decoding and
-//! encoding run on one blocking thread per task.
+//! The units of export work. A range task reads one range of one table through the shared
+//! snapshot, decodes, remaps and partitions it, and spills each day's sorted rows to local disk
+//! (CSV is written straight through instead). A merge task, once every range of the table is
+//! read, merges one day's spilled runs into large sorted Parquet files and uploads them.
+//! Network I/O stays on tokio; decoding, merging and encoding run on one blocking thread per
+//! task.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use crate::dataset::layout::{self, FileFormat};
 use crate::dataset::manifest::FileEntry;
 use crate::dataset::parquet::{self as pq, ParquetOptions};
 use crate::dataset::partition::{Flushed, Partitioner};
+use crate::dataset::spill::{self, Merge, Run, Spill, SpillError};
 use crate::error::{Error, Result};
 use crate::export::upload::{self, CHUNKS_IN_FLIGHT, ChannelWriter};
 use crate::remap;
@@ -43,6 +47,10 @@ pub(crate) struct TableJob {
     pub(crate) progress: Arc<dyn crate::export::ExportProgress>,
     /// The DAG runs, when the plan looks them up instead of joining `dag_run`.
     pub(crate) runs: Option<Arc<RunIndex>>,
+    /// Where range tasks leave sorted runs for the merge (Parquet only).
+    pub(crate) spill: Option<Arc<Spill>>,
+    /// A merged file is closed once it reaches about this size.
+    pub(crate) max_file_bytes: usize,
 }
 
 /// What one task produced.
@@ -63,10 +71,17 @@ pub(crate) async fn run(
     let (tx, rx) = mpsc::channel(read::DEFAULT_CHUNKS_IN_FLIGHT);
     let handle = Handle::current();
     let processor_job = job.clone();
-    let processor = tokio::task::spawn_blocking(move || match processor_job.format {
-        FileFormat::Parquet => process(&processor_job, rx, &handle),
-        FileFormat::Csv => process_csv(&processor_job, rx, &handle),
-    });
+    let processor =
+        tokio::task::spawn_blocking(move || match (processor_job.format, &processor_job.spill) {
+            (FileFormat::Parquet, Some(spill)) => process(&processor_job, rx, spill),
+            (FileFormat::Csv, _) => process_csv(&processor_job, rx, &handle),
+            (FileFormat::Parquet, None) => Err(Error::Export {
+                message: format!(
+                    "{} has no spill directory for its Parquet rows",
+                    processor_job.plan.table
+                ),
+            }),
+        });
     let statement = job.plan.copy_statement(predicate.as_deref());
     let copied = read::copy_out(client, &job.plan.table, &statement, tx).await;
     let processed = processor.await.map_err(|e| Error::Export {
@@ -78,54 +93,109 @@ pub(crate) async fn run(
     Ok(output)
 }
 
-fn process(
-    job: &TableJob,
-    rx: mpsc::Receiver<bytes::Bytes>,
-    handle: &Handle,
-) -> Result<TaskOutput> {
-    let schema = job.plan.output_schema.clone();
-    let index = |names: &[String]| -> Vec<usize> {
-        names
-            .iter()
-            .filter_map(|n| schema.index_of(n).ok())
-            .collect()
-    };
+fn process(job: &TableJob, rx: mpsc::Receiver<bytes::Bytes>, spill: &Spill) -> Result<TaskOutput> {
     let mut partitioner = Partitioner::new(
-        index(&job.partition_columns()),
-        index(&job.sort_columns()),
+        job.column_indexes(&job.plan.partition_columns),
+        job.column_indexes(&job.plan.sort_columns),
         job.memory_budget,
     );
+    let spill_rows = |flushed: Flushed| {
+        spill
+            .write(flushed.day, &flushed.rows)
+            .map_err(|e| job.spill_error(e))
+    };
+    let mut orphan_rows = 0u64;
+    let rows = read::decode_chunks(&job.plan, rx, job.batch_rows, |decoded| {
+        let canonical = job.canonical(decoded, &mut orphan_rows)?;
+        for flushed in partitioner
+            .push(canonical)
+            .map_err(|e| job.arrow_error(e))?
+        {
+            spill_rows(flushed)?;
+        }
+        Ok(())
+    })?;
+    for flushed in partitioner.finish().map_err(|e| job.arrow_error(e))? {
+        spill_rows(flushed)?;
+    }
+    Ok(TaskOutput {
+        rows,
+        orphan_rows,
+        bytes_read: 0,
+        files: Vec::new(),
+    })
+}
+
+/// Merges the spilled runs of partition `day` of `job`'s table into sorted Parquet files.
+pub(crate) async fn merge(
+    job: Arc<TableJob>,
+    day: Option<String>,
+    runs: Vec<Run>,
+) -> Result<TaskOutput> {
+    let handle = Handle::current();
+    let table = job.plan.table.clone();
+    tokio::task::spawn_blocking(move || merge_runs(&job, day, runs, &handle))
+        .await
+        .map_err(|e| Error::Export {
+            message: format!("the {table} merge thread failed: {e}"),
+        })?
+}
+
+fn merge_runs(
+    job: &TableJob,
+    day: Option<String>,
+    runs: Vec<Run>,
+    handle: &Handle,
+) -> Result<TaskOutput> {
+    let spill = job.spill.as_deref().ok_or_else(|| Error::Export {
+        message: format!("{} has no spilled rows to merge", job.plan.table),
+    })?;
+    let sort_columns = job.column_indexes(&job.plan.sort_columns);
+    let runs = spill
+        .reduce(runs, &sort_columns, spill::DEFAULT_FAN_IN)
+        .map_err(|e| job.spill_error(e))?;
     let mut files = FileSink {
         job,
         handle,
         pending: VecDeque::new(),
         done: Vec::new(),
     };
-    let mut orphan_rows = 0u64;
-    let result = (|| -> Result<u64> {
-        let rows = read::decode_chunks(&job.plan, rx, job.batch_rows, |decoded| {
-            let canonical = job.canonical(decoded, &mut orphan_rows)?;
-            for flushed in partitioner
-                .push(canonical)
-                .map_err(|e| job.arrow_error(e))?
+    let mut open: Option<OpenFile> = None;
+    let written = (|| -> Result<()> {
+        let mut merge = Merge::try_new(
+            &runs,
+            job.plan.output_schema.clone(),
+            &sort_columns,
+            job.batch_rows,
+        )
+        .map_err(|e| job.spill_error(e))?;
+        while let Some(batch) = merge.next_batch().map_err(|e| job.spill_error(e))? {
+            let file = match &mut open {
+                Some(file) => file,
+                None => open.insert(files.open(day.as_deref())?),
+            };
+            file.write(&batch)?;
+            if file.writer.size() >= job.max_file_bytes
+                && let Some(file) = open.take()
             {
-                files.write(flushed)?;
+                files.close(file)?;
             }
-            Ok(())
-        })?;
-        for flushed in partitioner.finish().map_err(|e| job.arrow_error(e))? {
-            files.write(flushed)?;
         }
-        Ok(rows)
+        if let Some(file) = open.take() {
+            files.close(file)?;
+        }
+        Ok(())
     })();
-    match result {
-        Ok(rows) => Ok(TaskOutput {
-            rows,
-            orphan_rows,
-            bytes_read: 0,
+    runs.into_iter().for_each(Run::remove);
+    match written {
+        Ok(()) => Ok(TaskOutput {
             files: files.finish()?,
+            ..TaskOutput::default()
         }),
         Err(error) => {
+            if let Some(file) = open.take() {
+                files.discard(file);
+            }
             files.abandon();
             Err(error)
         }
@@ -199,12 +269,23 @@ fn check_size(entry: &FileEntry, info: &ObjectInfo) -> Result<()> {
 }
 
 impl TableJob {
-    fn partition_columns(&self) -> Vec<String> {
-        self.plan.partition_columns.clone()
+    /// Indexes in the output schema of the columns named `names`.
+    fn column_indexes(&self, names: &[String]) -> Vec<usize> {
+        let schema = &self.plan.output_schema;
+        names
+            .iter()
+            .filter_map(|n| schema.index_of(n).ok())
+            .collect()
     }
 
-    fn sort_columns(&self) -> Vec<String> {
-        self.plan.sort_columns.clone()
+    fn spill_error(&self, error: SpillError) -> Error {
+        Error::Export {
+            message: format!(
+                "{}: {error}; if the disk is full, free space or point --spill-dir at a \
+                 larger one",
+                self.plan.table
+            ),
+        }
     }
 
     /// The canonical rows of a decoded batch: progress reported, runs looked up, orphans
@@ -254,19 +335,28 @@ struct FileSink<'a> {
     done: Vec<FileEntry>,
 }
 
+/// A Parquet file being written and uploaded.
+struct OpenFile {
+    entry: FileEntry,
+    writer: pq::BatchWriter<ChannelWriter>,
+    uploading: JoinHandle<Result<ObjectInfo>>,
+}
+
+impl OpenFile {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch).map_err(|e| Error::Export {
+            message: format!("encoding {}: {e}", self.entry.key),
+        })
+    }
+}
+
 impl FileSink<'_> {
-    fn write(&mut self, flushed: Flushed) -> Result<()> {
+    /// Starts a new file of partition `day` and its upload.
+    fn open(&mut self, day: Option<&str>) -> Result<OpenFile> {
         let job = self.job;
         let n = job.file_counter.fetch_add(1, Ordering::SeqCst);
-        let partition = flushed
-            .day
-            .as_deref()
-            .map(|d| layout::partition_dir(Some(d)));
-        let partition = if job.plan.partition_columns.is_empty() {
-            None
-        } else {
-            Some(partition.unwrap_or_else(|| layout::partition_dir(None)))
-        };
+        let partition =
+            (!job.plan.partition_columns.is_empty()).then(|| layout::partition_dir(day));
         let key = layout::data_key(
             &job.plan.table,
             partition.as_deref(),
@@ -274,10 +364,6 @@ impl FileSink<'_> {
             n,
             "parquet",
         );
-        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-        let uploading = self
-            .handle
-            .spawn(upload::upload(job.store.clone(), key.clone(), rx));
         let properties = job
             .parquet
             .properties(
@@ -298,42 +384,89 @@ impl FileSink<'_> {
             .map_err(|e| Error::Export {
                 message: format!("Parquet settings: {e}"),
             })?;
-        let encoded = pq::write_sorted(&flushed.rows, ChannelWriter::new(tx), properties)
+        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let uploading = self
+            .handle
+            .spawn(upload::upload(job.store.clone(), key.clone(), rx));
+        let writer = pq::BatchWriter::try_new(
+            ChannelWriter::new(tx),
+            job.plan.output_schema.clone(),
+            properties,
+            job.memory_budget / 2,
+        );
+        let writer = match writer {
+            Ok(writer) => writer,
+            Err(error) => {
+                let error = Error::Export {
+                    message: format!("encoding {key}: {error}"),
+                };
+                return Err(self.upload_error(uploading).unwrap_or(error));
+            }
+        };
+        Ok(OpenFile {
+            entry: FileEntry {
+                key,
+                partition: day.map(str::to_owned),
+                rows: 0,
+                bytes: 0,
+                sha256: String::new(),
+            },
+            writer,
+            uploading,
+        })
+    }
+
+    /// Finishes `file` and queues its upload, keeping a few uploads in flight.
+    fn close(&mut self, file: OpenFile) -> Result<()> {
+        let OpenFile {
+            mut entry,
+            writer,
+            uploading,
+        } = file;
+        let finished = writer
+            .finish()
             .map_err(|e| Error::Export {
-                message: format!("encoding {key}: {e}"),
+                message: format!("encoding {}: {e}", entry.key),
             })
-            .and_then(|(stats, writer)| {
-                writer
+            .and_then(|(stats, channel)| {
+                channel
                     .complete()
                     .map(|()| stats)
                     .map_err(|e| Error::Export {
-                        message: format!("writing {key}: {e}"),
+                        message: format!("writing {}: {e}", entry.key),
                     })
             });
-        let stats = match encoded {
+        let stats = match finished {
             Ok(stats) => stats,
-            Err(error) => {
-                // The uploader's own error (if it failed first) explains more than ours.
-                return Err(self
-                    .handle
-                    .block_on(uploading)
-                    .ok()
-                    .and_then(Result::err)
-                    .unwrap_or(error));
-            }
+            Err(error) => return Err(self.upload_error(uploading).unwrap_or(error)),
         };
-        let entry = FileEntry {
-            key,
-            partition: flushed.day.clone(),
-            rows: stats.rows,
-            bytes: stats.bytes,
-            sha256: stats.sha256,
-        };
+        entry.rows = stats.rows;
+        entry.bytes = stats.bytes;
+        entry.sha256 = stats.sha256;
         self.pending.push_back((entry, uploading));
         while self.pending.len() > UPLOADS_IN_FLIGHT {
             self.wait_oldest()?;
         }
         Ok(())
+    }
+
+    /// Drops an unfinished file: its upload sees the channel close early and aborts.
+    fn discard(&mut self, file: OpenFile) {
+        let OpenFile {
+            writer, uploading, ..
+        } = file;
+        drop(writer);
+        let _ = self.handle.block_on(uploading);
+    }
+
+    /// The store's error, when the upload failed first: it explains more than the encoder's
+    /// "the upload stopped".
+    fn upload_error(&self, uploading: JoinHandle<Result<ObjectInfo>>) -> Option<Error> {
+        self.handle
+            .block_on(uploading)
+            .ok()
+            .and_then(Result::err)
+            .filter(|error| error.store_kind().is_some())
     }
 
     fn wait_oldest(&mut self) -> Result<()> {

@@ -1,0 +1,554 @@
+//! Sorted runs spilled to local disk and merged back into one sorted stream per partition, so
+//! that a day's rows land in one large sorted file however scattered they arrive.
+//!
+//! A job's memory budget holds only a slice of a big table, and rows of one day arrive spread
+//! over every range of the table. Each time the partitioner flushes a day, its sorted rows are
+//! written here as one *run*: an Arrow IPC stream file, uncompressed, since it is written and
+//! read once. When every range of the table has been read, the runs of each day are merged
+//! ([`Merge`]), at most [`DEFAULT_FAN_IN`] at a time, holding one small batch per run.
+//!
+//! This module owns the temporary files only; what becomes of the merged rows is the caller's.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow::array::{Array, RecordBatch};
+use arrow::compute::interleave;
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::row::{RowConverter, Rows, SortField};
+
+use crate::dataset::sorted::SortedRows;
+
+/// Runs merged at once. More runs of one day are first merged in groups into longer runs, so
+/// merge memory is bounded by this times [`SPILL_BATCH_BYTES`], however large the table.
+pub const DEFAULT_FAN_IN: usize = 32;
+
+/// Target size of the batches a run is written in (rows of a run are read back one batch at a
+/// time, so this is the memory a merge holds per run).
+const SPILL_BATCH_BYTES: usize = 512 * 1024;
+
+/// Bounds on the rows per spilled batch, whatever the rows' width.
+const SPILL_BATCH_ROWS: std::ops::RangeInclusive<usize> = 64..=8192;
+
+/// A failure reading or writing a spill file.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} the temporary file {}: {source}", path.display())]
+pub struct SpillError {
+    action: &'static str,
+    path: PathBuf,
+    #[source]
+    source: ArrowError,
+}
+
+impl SpillError {
+    fn writing(path: &Path) -> impl FnOnce(ArrowError) -> Self + '_ {
+        move |source| Self {
+            action: "writing",
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    fn reading(path: &Path) -> impl FnOnce(ArrowError) -> Self + '_ {
+        move |source| Self {
+            action: "reading",
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// One spilled run: rows sorted by the table's sort columns.
+#[derive(Debug)]
+pub struct Run {
+    path: PathBuf,
+    rows: usize,
+}
+
+impl Run {
+    /// Rows in the run.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Deletes the run's file (best effort: the directory goes when the [`Spill`] is dropped).
+    pub fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The spilled runs of one table, by partition, in a temporary directory that is removed when
+/// this is dropped.
+#[derive(Debug)]
+pub struct Spill {
+    dir: tempfile::TempDir,
+    schema: SchemaRef,
+    next: AtomicUsize,
+    runs: Mutex<BTreeMap<Option<String>, Vec<Run>>>,
+}
+
+impl Spill {
+    /// A new, empty spill directory for rows of `schema`, inside `root`.
+    ///
+    /// # Errors
+    /// When the directory cannot be created.
+    pub fn try_new(root: &Path, label: &str, schema: SchemaRef) -> std::io::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("contrail-{label}-"))
+            .tempdir_in(root)?;
+        Ok(Self {
+            dir,
+            schema,
+            next: AtomicUsize::new(0),
+            runs: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The directory holding the runs.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `rows` (already sorted) as a new run of partition `day`.
+    ///
+    /// # Errors
+    /// When the file cannot be written (a full disk, most likely).
+    pub fn write(&self, day: Option<String>, rows: &SortedRows) -> Result<(), SpillError> {
+        let dir = self.dir.path();
+        let run = self.write_run(|emit| {
+            let total = rows.num_rows();
+            let batch_rows = spill_batch_rows(rows.memory_size(), total);
+            let mut start = 0;
+            while start < total {
+                let end = (start + batch_rows).min(total);
+                emit(rows.slice(start..end).map_err(SpillError::writing(dir))?)?;
+                start = end;
+            }
+            Ok(())
+        })?;
+        self.lock().entry(day).or_default().push(run);
+        Ok(())
+    }
+
+    /// Takes every run written so far, by partition, each partition's runs in the order they
+    /// were written.
+    pub fn take(&self) -> BTreeMap<Option<String>, Vec<Run>> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    /// Merges groups of runs until at most `fan_in` are left, so that one [`Merge`] can take
+    /// them all. The order of runs is kept, so equal keys keep their order.
+    ///
+    /// # Errors
+    /// When a run cannot be read or the merged run cannot be written.
+    pub fn reduce(
+        &self,
+        mut runs: Vec<Run>,
+        sort_columns: &[usize],
+        fan_in: usize,
+    ) -> Result<Vec<Run>, SpillError> {
+        let fan_in = fan_in.max(2);
+        while runs.len() > fan_in {
+            let group: Vec<Run> = runs.drain(..fan_in).collect();
+            let mut merge = Merge::try_new(&group, self.schema.clone(), sort_columns, 8192)?;
+            let merged = self.write_run(|emit| {
+                while let Some(batch) = merge.next_batch()? {
+                    emit(batch)?;
+                }
+                Ok(())
+            })?;
+            group.into_iter().for_each(Run::remove);
+            runs.insert(0, merged);
+        }
+        Ok(runs)
+    }
+
+    /// Writes one run from the batches `fill` hands to its callback.
+    fn write_run(
+        &self,
+        fill: impl FnOnce(
+            &mut dyn FnMut(RecordBatch) -> Result<(), SpillError>,
+        ) -> Result<(), SpillError>,
+    ) -> Result<Run, SpillError> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.path().join(format!("run-{n:06}.arrow"));
+        let mut rows = 0;
+        let written = (|| -> Result<(), SpillError> {
+            let file = File::create(&path).map_err(|e| SpillError::writing(&path)(e.into()))?;
+            let mut writer =
+                StreamWriter::try_new(BufWriter::with_capacity(256 * 1024, file), &self.schema)
+                    .map_err(SpillError::writing(&path))?;
+            fill(&mut |batch: RecordBatch| {
+                rows += batch.num_rows();
+                writer.write(&batch).map_err(SpillError::writing(&path))
+            })?;
+            writer
+                .into_inner()
+                .map_err(SpillError::writing(&path))?
+                .into_inner()
+                .map_err(|e| SpillError::writing(&path)(e.into_error().into()))?;
+            Ok(())
+        })();
+        match written {
+            Ok(()) => Ok(Run { path, rows }),
+            Err(error) => {
+                let _ = std::fs::remove_file(&path);
+                Err(error)
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Option<String>, Vec<Run>>> {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Rows per spilled batch so that a batch is about [`SPILL_BATCH_BYTES`].
+fn spill_batch_rows(memory: usize, rows: usize) -> usize {
+    let per_row = (memory / rows.max(1)).max(1);
+    (SPILL_BATCH_BYTES / per_row).clamp(*SPILL_BATCH_ROWS.start(), *SPILL_BATCH_ROWS.end())
+}
+
+/// One run being read.
+struct Input {
+    reader: StreamReader<BufReader<File>>,
+    path: PathBuf,
+    /// The run's current batch: its index in [`Merge::staged`], its sort keys, the next row.
+    slot: usize,
+    keys: Option<Rows>,
+    row: usize,
+    len: usize,
+}
+
+/// Sorted runs merged into one sorted stream of batches. Equal keys come in run order.
+pub struct Merge {
+    schema: SchemaRef,
+    sort_columns: Vec<usize>,
+    converter: Option<RowConverter>,
+    batch_rows: usize,
+    inputs: Vec<Input>,
+    /// Inputs with rows left, as a binary min-heap by (current key, input index).
+    heap: Vec<usize>,
+    /// Batches that rows of the next output batch come from.
+    staged: Vec<RecordBatch>,
+    /// `(staged batch, row)` of each row of the next output batch.
+    order: Vec<(usize, usize)>,
+}
+
+impl Merge {
+    /// Opens `runs` (each sorted by `sort_columns`) to be merged into batches of at most
+    /// `batch_rows` rows.
+    ///
+    /// # Errors
+    /// When a run cannot be opened or read, or a sort column cannot be ordered.
+    pub fn try_new(
+        runs: &[Run],
+        schema: SchemaRef,
+        sort_columns: &[usize],
+        batch_rows: usize,
+    ) -> Result<Self, SpillError> {
+        let converter = if sort_columns.is_empty() {
+            None
+        } else {
+            let fields = sort_columns
+                .iter()
+                .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+                .collect();
+            Some(RowConverter::new(fields).map_err(SpillError::reading(
+                runs.first().map_or(Path::new(""), |r| r.path.as_path()),
+            ))?)
+        };
+        let mut merge = Self {
+            schema,
+            sort_columns: sort_columns.to_vec(),
+            converter,
+            batch_rows: batch_rows.max(1),
+            inputs: Vec::with_capacity(runs.len()),
+            heap: Vec::with_capacity(runs.len()),
+            staged: Vec::new(),
+            order: Vec::new(),
+        };
+        for run in runs {
+            let file = File::open(&run.path)
+                .map_err(|e| SpillError::reading(&run.path)(ArrowError::from(e)))?;
+            let reader = StreamReader::try_new(BufReader::with_capacity(256 * 1024, file), None)
+                .map_err(SpillError::reading(&run.path))?;
+            merge.inputs.push(Input {
+                reader,
+                path: run.path.clone(),
+                slot: 0,
+                keys: None,
+                row: 0,
+                len: 0,
+            });
+            let input = merge.inputs.len() - 1;
+            if merge.load(input)? {
+                merge.heap.push(input);
+            }
+        }
+        for position in (0..merge.heap.len() / 2).rev() {
+            merge.sift_down(position);
+        }
+        Ok(merge)
+    }
+
+    /// The next merged batch, or `None` when every run is used up.
+    ///
+    /// # Errors
+    /// When a run cannot be read (a corrupt or truncated temporary file).
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>, SpillError> {
+        while self.order.len() < self.batch_rows {
+            let Some(&top) = self.heap.first() else {
+                break;
+            };
+            let input = &mut self.inputs[top];
+            self.order.push((input.slot, input.row));
+            input.row += 1;
+            if input.row == input.len && !self.load(top)? {
+                let last = self.heap.len() - 1;
+                self.heap.swap(0, last);
+                self.heap.pop();
+            }
+            self.sift_down(0);
+        }
+        if self.order.is_empty() {
+            return Ok(None);
+        }
+        self.emit().map(Some)
+    }
+
+    /// Gathers the rows in `order` into a batch and forgets batches no input still points at.
+    fn emit(&mut self) -> Result<RecordBatch, SpillError> {
+        let path = self
+            .inputs
+            .first()
+            .map(|i| i.path.clone())
+            .unwrap_or_default();
+        let columns = (0..self.schema.fields().len())
+            .map(|c| {
+                let arrays: Vec<&dyn Array> =
+                    self.staged.iter().map(|b| b.column(c).as_ref()).collect();
+                interleave(&arrays, &self.order)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(SpillError::reading(&path))?;
+        self.order.clear();
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(SpillError::reading(&path))?;
+        let staged = std::mem::take(&mut self.staged);
+        for &i in &self.heap {
+            let input = &mut self.inputs[i];
+            self.staged.push(staged[input.slot].clone());
+            input.slot = self.staged.len() - 1;
+        }
+        Ok(batch)
+    }
+
+    /// Reads input `i`'s next non-empty batch; false when the run is used up.
+    fn load(&mut self, i: usize) -> Result<bool, SpillError> {
+        let input = &mut self.inputs[i];
+        for batch in input.reader.by_ref() {
+            let batch = batch.map_err(SpillError::reading(&input.path))?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            input.keys = match &self.converter {
+                Some(converter) => {
+                    let columns: Vec<_> = self
+                        .sort_columns
+                        .iter()
+                        .map(|&c| batch.column(c).clone())
+                        .collect();
+                    Some(
+                        converter
+                            .convert_columns(&columns)
+                            .map_err(SpillError::reading(&input.path))?,
+                    )
+                }
+                None => None,
+            };
+            input.row = 0;
+            input.len = batch.num_rows();
+            self.staged.push(batch);
+            input.slot = self.staged.len() - 1;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Whether input `a`'s current row comes before input `b`'s.
+    fn before(&self, a: usize, b: usize) -> bool {
+        let (x, y) = (&self.inputs[a], &self.inputs[b]);
+        let keys = match (&x.keys, &y.keys) {
+            (Some(kx), Some(ky)) => kx.row(x.row).cmp(&ky.row(y.row)),
+            _ => std::cmp::Ordering::Equal,
+        };
+        keys.then(a.cmp(&b)).is_lt()
+    }
+
+    fn sift_down(&mut self, mut position: usize) {
+        let n = self.heap.len();
+        loop {
+            let (left, right) = (2 * position + 1, 2 * position + 2);
+            let mut smallest = position;
+            if left < n && self.before(self.heap[left], self.heap[smallest]) {
+                smallest = left;
+            }
+            if right < n && self.before(self.heap[right], self.heap[smallest]) {
+                smallest = right;
+            }
+            if smallest == position {
+                return;
+            }
+            self.heap.swap(position, smallest);
+            position = smallest;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int32Type;
+
+    use super::*;
+    use crate::dataset::sorted::tests::batch;
+
+    fn schema() -> SchemaRef {
+        batch(&[]).schema()
+    }
+
+    fn spill_sorted(spill: &Spill, day: &str, rows: &[(Option<&str>, i32)]) {
+        let sorted = SortedRows::sort(vec![batch(rows)], &[0]).unwrap();
+        spill.write(Some(day.to_owned()), &sorted).unwrap();
+    }
+
+    fn merged(spill: &Spill, runs: &[Run], batch_rows: usize) -> (Vec<Option<String>>, Vec<i32>) {
+        let mut merge = Merge::try_new(runs, spill.schema.clone(), &[0], batch_rows).unwrap();
+        let (mut keys, mut ns) = (Vec::new(), Vec::<i32>::new());
+        while let Some(batch) = merge.next_batch().unwrap() {
+            assert!(batch.num_rows() <= batch_rows);
+            keys.extend(
+                batch
+                    .column(0)
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|k| k.map(str::to_owned)),
+            );
+            ns.extend(batch.column(1).as_primitive::<Int32Type>().values().iter());
+        }
+        (keys, ns)
+    }
+
+    #[test]
+    fn runs_of_a_day_merge_into_one_sorted_stream_ties_in_run_order() {
+        let root = tempfile::tempdir().unwrap();
+        let spill = Spill::try_new(root.path(), "t", schema()).unwrap();
+        spill_sorted(
+            &spill,
+            "2024-01-02",
+            &[(Some("c"), 1), (Some("a"), 2), (None, 3)],
+        );
+        spill_sorted(&spill, "2024-01-01", &[(Some("z"), 9)]);
+        spill_sorted(
+            &spill,
+            "2024-01-02",
+            &[(Some("b"), 4), (Some("a"), 5), (Some("d"), 6)],
+        );
+        let mut runs = spill.take();
+        assert!(spill.take().is_empty());
+        assert_eq!(runs.len(), 2);
+        let day = runs.remove(&Some("2024-01-02".to_owned())).unwrap();
+        assert_eq!(day.iter().map(Run::rows).sum::<usize>(), 6);
+        let (keys, ns) = merged(&spill, &day, 4);
+        assert_eq!(ns, [3, 2, 5, 4, 1, 6]);
+        assert_eq!(keys[0], None);
+        assert_eq!(keys[5].as_deref(), Some("d"));
+    }
+
+    #[test]
+    fn more_runs_than_the_fan_in_are_merged_in_groups_keeping_every_row() {
+        let root = tempfile::tempdir().unwrap();
+        let spill = Spill::try_new(root.path(), "t", schema()).unwrap();
+        let mut expected = Vec::new();
+        for run in 0..7 {
+            let rows: Vec<(Option<String>, i32)> = (0..5)
+                .map(|i| (Some(format!("k{:02}", (i * 7 + run) % 13)), run * 10 + i))
+                .collect();
+            let refs: Vec<(Option<&str>, i32)> =
+                rows.iter().map(|(k, n)| (k.as_deref(), *n)).collect();
+            spill_sorted(&spill, "d", &refs);
+            expected.extend(rows);
+        }
+        let runs = spill.take().remove(&Some("d".to_owned())).unwrap();
+        let runs = spill.reduce(runs, &[0], 3).unwrap();
+        assert!(runs.len() <= 3, "{} runs left", runs.len());
+        // Only the reduced runs are left on disk.
+        assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), runs.len());
+        let (keys, ns) = merged(&spill, &runs, 8);
+        // Stable: equal keys in the order their runs were written.
+        expected.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(ns, expected.iter().map(|r| r.1).collect::<Vec<_>>());
+        assert_eq!(keys, expected.into_iter().map(|r| r.0).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn without_sort_columns_runs_follow_each_other() {
+        let root = tempfile::tempdir().unwrap();
+        let spill = Spill::try_new(root.path(), "t", schema()).unwrap();
+        for rows in [
+            [(Some("b"), 1), (Some("a"), 2)],
+            [(Some("c"), 3), (None, 4)],
+        ] {
+            let in_order = SortedRows::in_order(vec![batch(&rows)]).unwrap();
+            spill.write(None, &in_order).unwrap();
+        }
+        let runs = spill.take().remove(&None).unwrap();
+        let mut merge = Merge::try_new(&runs, schema(), &[], 3).unwrap();
+        let mut ns = Vec::<i32>::new();
+        while let Some(batch) = merge.next_batch().unwrap() {
+            ns.extend(batch.column(1).as_primitive::<Int32Type>().values().iter());
+        }
+        assert_eq!(ns, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_truncated_run_is_an_error_naming_the_file() {
+        let root = tempfile::tempdir().unwrap();
+        let spill = Spill::try_new(root.path(), "t", schema()).unwrap();
+        let rows: Vec<(Option<&str>, i32)> = (0..200).map(|i| (Some("k"), i)).collect();
+        spill_sorted(&spill, "d", &rows);
+        let runs = spill.take().remove(&Some("d".to_owned())).unwrap();
+        let length = std::fs::metadata(&runs[0].path).unwrap().len();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&runs[0].path)
+            .unwrap();
+        file.set_len(length / 2).unwrap();
+        let error = Merge::try_new(&runs, schema(), &[0], 16)
+            .and_then(|mut merge| while_rows(&mut merge))
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("reading the temporary file"), "{message}");
+        assert!(message.contains("run-000000.arrow"), "{message}");
+    }
+
+    fn while_rows(merge: &mut Merge) -> Result<(), SpillError> {
+        while merge.next_batch()?.is_some() {}
+        Ok(())
+    }
+
+    #[test]
+    fn spilled_batches_are_sized_by_bytes_within_bounds() {
+        assert_eq!(spill_batch_rows(1024 * 1024 * 1024, 100_000), 64);
+        assert_eq!(spill_batch_rows(1024, 1024), 8192);
+        assert_eq!(spill_batch_rows(64 * 1024 * 1024, 256 * 1024), 2048);
+    }
+}
