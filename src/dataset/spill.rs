@@ -5,7 +5,8 @@
 //! over every range of the table. Each time the partitioner flushes a day, its sorted rows are
 //! written here as one *run*: an Arrow IPC stream file, uncompressed, since it is written and
 //! read once. When every range of the table has been read, the runs of each day are merged
-//! ([`Merge`]), at most [`DEFAULT_FAN_IN`] at a time, holding one small batch per run.
+//! ([`Merge`]), as many at a time as a memory budget allows ([`fan_in`]), holding one small
+//! batch per run.
 //!
 //! This module owns the temporary files only; what becomes of the merged rows is the caller's.
 
@@ -26,13 +27,21 @@ use arrow::row::{RowConverter, Rows, SortField};
 
 use crate::dataset::sorted::SortedRows;
 
-/// Runs merged at once. More runs of one day are first merged in groups into longer runs, so
-/// merge memory is bounded by this times [`SPILL_BATCH_BYTES`], however large the table.
-pub const DEFAULT_FAN_IN: usize = 32;
+/// Target size of the batches a run is written in. Rows of a run are read back one batch at a
+/// time, so this (with [`READ_BUFFER_BYTES`]) is the memory a merge holds per run: small, so
+/// that many runs merge in one pass.
+const SPILL_BATCH_BYTES: usize = 128 * 1024;
 
-/// Target size of the batches a run is written in (rows of a run are read back one batch at a
-/// time, so this is the memory a merge holds per run).
-const SPILL_BATCH_BYTES: usize = 512 * 1024;
+/// Read buffer per run being merged.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// How many runs one merge may take within `memory` bytes. A run holds up to two batches at a
+/// time (the one being merged, and the one rows still point into until the next output batch)
+/// and a read buffer. More runs of one partition are first merged in groups into longer runs
+/// ([`Spill::reduce`]), so merge memory stays bounded however large the table.
+pub fn fan_in(memory: usize) -> usize {
+    (memory / (2 * SPILL_BATCH_BYTES + READ_BUFFER_BYTES)).clamp(4, 1024)
+}
 
 /// Bounds on the rows per spilled batch, whatever the rows' width.
 const SPILL_BATCH_ROWS: std::ops::RangeInclusive<usize> = 64..=8192;
@@ -278,8 +287,9 @@ impl Merge {
         for run in runs {
             let file = File::open(&run.path)
                 .map_err(|e| SpillError::reading(&run.path)(ArrowError::from(e)))?;
-            let reader = StreamReader::try_new(BufReader::with_capacity(256 * 1024, file), None)
-                .map_err(SpillError::reading(&run.path))?;
+            let reader =
+                StreamReader::try_new(BufReader::with_capacity(READ_BUFFER_BYTES, file), None)
+                    .map_err(SpillError::reading(&run.path))?;
             merge.inputs.push(Input {
                 reader,
                 path: run.path.clone(),
@@ -308,9 +318,12 @@ impl Merge {
             let Some(&top) = self.heap.first() else {
                 break;
             };
+            let take = self.rows_first(top).min(self.batch_rows - self.order.len());
             let input = &mut self.inputs[top];
-            self.order.push((input.slot, input.row));
-            input.row += 1;
+            let slot = input.slot;
+            self.order
+                .extend((input.row..input.row + take).map(|row| (slot, row)));
+            input.row += take;
             if input.row == input.len && !self.load(top)? {
                 let last = self.heap.len() - 1;
                 self.heap.swap(0, last);
@@ -383,11 +396,50 @@ impl Merge {
         Ok(false)
     }
 
+    /// How many of the heap's top input's next rows (at least one) come before every other
+    /// input's current row: all of them go out in one step. Runs that do not overlap (a day's
+    /// runs often hold different DAGs) then cost a comparison or two per batch, not per row.
+    fn rows_first(&self, top: usize) -> usize {
+        let input = &self.inputs[top];
+        let runner_up = match (self.heap.get(1), self.heap.get(2)) {
+            (Some(&a), Some(&b)) => Some(if self.before(a, b) { a } else { b }),
+            (a, b) => a.or(b).copied(),
+        };
+        let Some(other) = runner_up else {
+            return input.len - input.row;
+        };
+        let first = |row: usize| self.row_before(top, row, other);
+        if first(input.len - 1) {
+            return input.len - input.row;
+        }
+        // Rows of a run are sorted: `first` holds up to some row and fails after it. It holds
+        // at the current row (the heap's order) and fails at the last.
+        let (mut low, mut high) = (input.row + 1, input.len - 1);
+        if !first(low) {
+            return 1;
+        }
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if first(middle) {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        low - input.row
+    }
+
     /// Whether input `a`'s current row comes before input `b`'s.
     fn before(&self, a: usize, b: usize) -> bool {
+        self.row_before(a, self.inputs[a].row, b)
+    }
+
+    /// Whether row `row` of input `a`'s batch comes before input `b`'s current row (equal keys:
+    /// the earlier run first).
+    fn row_before(&self, a: usize, row: usize, b: usize) -> bool {
         let (x, y) = (&self.inputs[a], &self.inputs[b]);
         let keys = match (&x.keys, &y.keys) {
-            (Some(kx), Some(ky)) => kx.row(x.row).cmp(&ky.row(y.row)),
+            (Some(kx), Some(ky)) => kx.row(row).cmp(&ky.row(y.row)),
             _ => std::cmp::Ordering::Equal,
         };
         keys.then(a.cmp(&b)).is_lt()
@@ -500,6 +552,44 @@ mod tests {
     }
 
     #[test]
+    fn overlapping_and_disjoint_runs_with_ties_merge_like_a_stable_sort() {
+        let root = tempfile::tempdir().unwrap();
+        let spill = Spill::try_new(root.path(), "t", schema()).unwrap();
+        let mut state = 0x2545_f491_u64;
+        let mut next = |bound: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            (state >> 33) % bound
+        };
+        let mut expected = Vec::new();
+        for run in 0..6u64 {
+            // Runs 0-2 share a small alphabet (many ties); runs 3-5 each own a disjoint range.
+            let mut rows: Vec<(Option<String>, i32)> = (0..50)
+                .map(|i| {
+                    let key = if run < 3 { next(5) } else { 10 * run + next(8) };
+                    (Some(format!("k{key:03}")), (run * 100 + i) as i32)
+                })
+                .collect();
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            let refs: Vec<(Option<&str>, i32)> =
+                rows.iter().map(|(k, n)| (k.as_deref(), *n)).collect();
+            spill_sorted(&spill, "d", &refs);
+            expected.extend(rows);
+        }
+        expected.sort_by(|a, b| a.0.cmp(&b.0));
+        let runs = spill.take().remove(&Some("d".to_owned())).unwrap();
+        for batch_rows in [1, 7, 1000] {
+            let (_, ns) = merged(&spill, &runs, batch_rows);
+            assert_eq!(
+                ns,
+                expected.iter().map(|r| r.1).collect::<Vec<_>>(),
+                "{batch_rows}"
+            );
+        }
+    }
+
+    #[test]
     fn without_sort_columns_runs_follow_each_other() {
         let root = tempfile::tempdir().unwrap();
         let spill = Spill::try_new(root.path(), "t", schema()).unwrap();
@@ -549,6 +639,8 @@ mod tests {
     fn spilled_batches_are_sized_by_bytes_within_bounds() {
         assert_eq!(spill_batch_rows(1024 * 1024 * 1024, 100_000), 64);
         assert_eq!(spill_batch_rows(1024, 1024), 8192);
-        assert_eq!(spill_batch_rows(64 * 1024 * 1024, 256 * 1024), 2048);
+        assert_eq!(spill_batch_rows(64 * 1024 * 1024, 256 * 1024), 512);
+        assert_eq!(fan_in(32 * 1024 * 1024), 102);
+        assert_eq!(fan_in(0), 4);
     }
 }

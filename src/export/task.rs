@@ -151,8 +151,15 @@ fn merge_runs(
         message: format!("{} has no spilled rows to merge", job.plan.table),
     })?;
     let sort_columns = job.column_indexes(&job.plan.sort_columns);
+    tracing::debug!(
+        table = %job.plan.table,
+        day = day.as_deref().unwrap_or("-"),
+        runs = runs.len(),
+        rows = runs.iter().map(Run::rows).sum::<usize>(),
+        "Merging spilled runs."
+    );
     let runs = spill
-        .reduce(runs, &sort_columns, spill::DEFAULT_FAN_IN)
+        .reduce(runs, &sort_columns, spill::fan_in(job.memory_budget))
         .map_err(|e| job.spill_error(e))?;
     let mut files = FileSink {
         job,
@@ -392,7 +399,7 @@ impl FileSink<'_> {
             ChannelWriter::new(tx),
             job.plan.output_schema.clone(),
             properties,
-            job.memory_budget / 2,
+            job.memory_budget / 4,
         );
         let writer = match writer {
             Ok(writer) => writer,
