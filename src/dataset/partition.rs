@@ -1,15 +1,21 @@
-//! Splits canonical batches into day partitions and buffers them within a memory budget.
+//! Groups canonical rows by day partition and buffers them within a memory budget.
+//!
+//! Rows are not copied into per-day batches: the partitioner keeps the batches as they arrive
+//! and, per day, the positions of that day's rows. A flush sorts each day's positions and hands
+//! out every day at once, each as a [`SortedRows`] over the shared batches, so a value is
+//! copied once, when the writer gathers it.
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, RecordBatch, TimestampMicrosecondArray, UInt32Array};
-use arrow::compute::take_record_batch;
+use arrow::array::{Array, RecordBatch, TimestampMicrosecondArray};
 use arrow::error::ArrowError;
 
 use crate::dataset::layout::day_of_micros;
-use crate::dataset::sorted::SortedRows;
+use crate::dataset::sorted::{self, SortedRows};
 
-/// Buffers rows per partition; hands back partitions to write when over budget.
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// Buffers rows by partition; hands every partition back, sorted, when over budget.
 #[derive(Debug)]
 pub struct Partitioner {
     /// Indexes of the timestamp columns whose first non-NULL value gives the day; empty for
@@ -19,7 +25,10 @@ pub struct Partitioner {
     sort_columns: Vec<usize>,
     budget: usize,
     buffered: usize,
-    buffers: BTreeMap<Option<String>, Vec<RecordBatch>>,
+    batches: Vec<RecordBatch>,
+    /// The `(batch, row)` positions of each day's rows (day number since the epoch, `None` for
+    /// rows with no time), in arrival order.
+    days: BTreeMap<Option<i64>, Vec<(usize, usize)>>,
 }
 
 /// Rows of one partition, sorted, ready to write.
@@ -40,7 +49,8 @@ impl Partitioner {
             sort_columns,
             budget,
             buffered: 0,
-            buffers: BTreeMap::new(),
+            batches: Vec::new(),
+            days: BTreeMap::new(),
         }
     }
 
@@ -49,29 +59,22 @@ impl Partitioner {
         !self.time_columns.is_empty()
     }
 
-    /// Adds a batch; returns the partitions that must be written to get back under budget
-    /// (largest first).
+    /// Adds a batch; over budget, returns every buffered partition, sorted, by day.
     ///
     /// # Errors
     /// Only on Arrow errors, which would be bugs (mismatched schemas).
     pub fn push(&mut self, batch: RecordBatch) -> Result<Vec<Flushed>, ArrowError> {
-        for (day, part) in self.split(&batch)? {
-            self.buffered += part.get_array_memory_size();
-            self.buffers.entry(day).or_default().push(part);
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
         }
-        let mut out = Vec::new();
-        while self.buffered > self.budget {
-            let Some(largest) = self
-                .buffers
-                .iter()
-                .max_by_key(|(_, batches)| batches.iter().map(RecordBatch::num_rows).sum::<usize>())
-                .map(|(day, _)| day.clone())
-            else {
-                break;
-            };
-            out.push(self.take(largest)?);
+        self.assign_days(&batch, self.batches.len())?;
+        self.buffered += batch.get_array_memory_size();
+        self.batches.push(batch);
+        if self.buffered > self.budget {
+            self.flush()
+        } else {
+            Ok(Vec::new())
         }
-        Ok(out)
     }
 
     /// Everything still buffered, by day.
@@ -79,24 +82,39 @@ impl Partitioner {
     /// # Errors
     /// Only on Arrow errors.
     pub fn finish(&mut self) -> Result<Vec<Flushed>, ArrowError> {
-        let days: Vec<_> = self.buffers.keys().cloned().collect();
-        days.into_iter().map(|day| self.take(day)).collect()
+        self.flush()
     }
 
-    fn take(&mut self, day: Option<String>) -> Result<Flushed, ArrowError> {
-        let batches = self.buffers.remove(&day).unwrap_or_default();
-        let size: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
-        self.buffered = self.buffered.saturating_sub(size);
-        Ok(Flushed {
-            day,
-            rows: SortedRows::sort(batches, &self.sort_columns)?,
-        })
+    fn flush(&mut self) -> Result<Vec<Flushed>, ArrowError> {
+        let batches = std::mem::take(&mut self.batches);
+        let days = std::mem::take(&mut self.days);
+        self.buffered = 0;
+        if batches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = sorted::sort_keys(&batches, &self.sort_columns)?;
+        days.into_iter()
+            .map(|(day, mut order)| {
+                if let Some(keys) = &keys {
+                    sorted::sort_order(keys, &mut order);
+                }
+                Ok(Flushed {
+                    day: day.map(|d| day_of_micros(d * DAY_MICROS)),
+                    rows: SortedRows::from_order(batches.clone(), order)?,
+                })
+            })
+            .collect()
     }
 
-    /// Splits a batch by day of the first non-NULL partition column.
-    fn split(&self, batch: &RecordBatch) -> Result<Vec<(Option<String>, RecordBatch)>, ArrowError> {
+    /// Records the day of each row of `batch` (buffered as batch `index`): the day of its first
+    /// non-NULL time column.
+    fn assign_days(&mut self, batch: &RecordBatch, index: usize) -> Result<(), ArrowError> {
         if self.time_columns.is_empty() {
-            return Ok(vec![(None, batch.clone())]);
+            self.days
+                .entry(None)
+                .or_default()
+                .extend((0..batch.num_rows()).map(|row| (index, row)));
+            return Ok(());
         }
         let columns: Vec<&TimestampMicrosecondArray> = self
             .time_columns
@@ -113,28 +131,24 @@ impl Partitioner {
                     })
             })
             .collect::<Result<_, _>>()?;
-        let mut rows: BTreeMap<Option<i64>, Vec<u32>> = BTreeMap::new();
-        for row in 0..batch.num_rows() {
-            let micros = columns
-                .iter()
-                .find(|c| c.is_valid(row))
-                .map(|c| c.value(row));
-            let day = micros.map(|m| m.div_euclid(86_400_000_000));
-            rows.entry(day).or_default().push(row as u32);
-        }
-        if rows.len() == 1 {
-            let (day, _) = rows.into_iter().next().unwrap_or_default();
-            return Ok(vec![(
-                day.map(|d| day_of_micros(d * 86_400_000_000)),
-                batch.clone(),
-            )]);
-        }
-        rows.into_iter()
-            .map(|(day, indices)| {
-                let part = take_record_batch(batch, &UInt32Array::from(indices))?;
-                Ok((day.map(|d| day_of_micros(d * 86_400_000_000)), part))
+        let day_of_row: Vec<Option<i64>> = (0..batch.num_rows())
+            .map(|row| {
+                columns
+                    .iter()
+                    .find(|c| c.is_valid(row))
+                    .map(|c| c.value(row).div_euclid(DAY_MICROS))
             })
-            .collect()
+            .collect();
+        // Rows of one day usually come in stretches: look the day's list up once per stretch.
+        let mut start = 0;
+        for stretch in day_of_row.chunk_by(|a, b| a == b) {
+            self.days
+                .entry(stretch[0])
+                .or_default()
+                .extend((start..start + stretch.len()).map(|row| (index, row)));
+            start += stretch.len();
+        }
+        Ok(())
     }
 }
 
@@ -142,12 +156,12 @@ impl Partitioner {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{Int32Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use arrow::array::{AsArray, Int32Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Int32Type, Schema, TimeUnit};
 
     use super::*;
 
-    const DAY: i64 = 86_400_000_000;
+    const DAY: i64 = DAY_MICROS;
 
     fn batch(rows: &[(Option<i64>, Option<i64>, &str, i32)]) -> RecordBatch {
         let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
@@ -216,18 +230,26 @@ mod tests {
     }
 
     #[test]
-    fn over_budget_the_largest_partition_is_flushed() {
-        let mut p = Partitioner::new(vec![0], vec![], 1);
-        let flushed = p
-            .push(batch(&[
-                (Some(0), None, "a", 1),
-                (Some(0), None, "b", 2),
-                (Some(DAY), None, "c", 3),
-            ]))
-            .unwrap();
-        assert!(!flushed.is_empty());
-        assert_eq!(flushed[0].day.as_deref(), Some("1970-01-01"));
+    fn over_budget_every_partition_is_flushed_sharing_the_batches() {
+        let mut p = Partitioner::new(vec![0], vec![2], 1);
+        let rows = batch(&[
+            (Some(0), None, "b", 1),
+            (Some(DAY), None, "c", 3),
+            (Some(0), None, "a", 2),
+        ]);
+        let whole = rows.get_array_memory_size();
+        let flushed = p.push(rows).unwrap();
+        let days: Vec<_> = flushed.iter().map(|f| f.day.as_deref()).collect();
+        assert_eq!(days, [Some("1970-01-01"), Some("1970-01-02")]);
         assert_eq!(flushed[0].rows.num_rows(), 2);
+        assert_eq!(flushed[1].rows.num_rows(), 1);
+        // Each day is charged its share of the shared batch.
+        assert_eq!(flushed[0].rows.memory_size(), whole * 2 / 3);
+        let first = flushed[0].rows.to_batch().unwrap();
+        assert_eq!(
+            first.column(3).as_primitive::<Int32Type>().values(),
+            &[2, 1]
+        );
         assert!(p.finish().unwrap().is_empty());
     }
 

@@ -11,7 +11,7 @@ use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::compute::interleave;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
-use arrow::row::{RowConverter, SortField};
+use arrow::row::{RowConverter, Rows, SortField};
 
 /// Buffered batches and the order their rows are written in.
 #[derive(Debug)]
@@ -43,39 +43,34 @@ impl SortedRows {
     /// # Errors
     /// When `batches` is empty, or a sort column cannot be ordered.
     pub fn sort(batches: Vec<RecordBatch>, sort_columns: &[usize]) -> Result<Self, ArrowError> {
-        if sort_columns.is_empty() {
-            return Self::in_order(batches);
-        }
-        let schema = schema_of(&batches)?;
-        let fields = sort_columns
-            .iter()
-            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
-            .collect();
-        let converter = RowConverter::new(fields)?;
-        // Keys in arrow's row format compare as bytes: one memcmp per pair instead of a
-        // comparator per column.
-        let keys = batches
-            .iter()
-            .map(|batch| {
-                let columns: Vec<ArrayRef> = sort_columns
-                    .iter()
-                    .map(|&i| batch.column(i).clone())
-                    .collect();
-                converter.convert_columns(&columns)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let mut order = identity(&batches);
-        let sorted = order
-            .windows(2)
-            .all(|w| keys[w[0].0].row(w[0].1) <= keys[w[1].0].row(w[1].1));
-        if !sorted {
-            order.sort_by(|a, b| keys[a.0].row(a.1).cmp(&keys[b.0].row(b.1)));
+        if let Some(keys) = sort_keys(&batches, sort_columns)? {
+            sort_order(&keys, &mut order);
         }
-        let order = (batches.len() > 1 || !sorted).then_some(order);
+        Self::from_order(batches, order)
+    }
+
+    /// The rows of `batches` at `order` (`(batch, row)` pairs), written in that order. Other
+    /// rows of the batches are left out; the batches are shared, not copied.
+    ///
+    /// # Errors
+    /// When `batches` is empty.
+    pub fn from_order(
+        batches: Vec<RecordBatch>,
+        order: Vec<(usize, usize)>,
+    ) -> Result<Self, ArrowError> {
+        let schema = schema_of(&batches)?;
+        // All of one batch, in its order: written as it is.
+        let whole = batches.len() == 1
+            && order.len() == batches[0].num_rows()
+            && order
+                .iter()
+                .enumerate()
+                .all(|(i, &(b, r))| b == 0 && r == i);
         Ok(Self {
             schema,
             batches,
-            order,
+            order: (!whole).then_some(order),
         })
     }
 
@@ -86,7 +81,10 @@ impl SortedRows {
 
     /// Number of rows.
     pub fn num_rows(&self) -> usize {
-        self.batches.iter().map(RecordBatch::num_rows).sum()
+        match &self.order {
+            Some(order) => order.len(),
+            None => self.batches.iter().map(RecordBatch::num_rows).sum(),
+        }
     }
 
     /// Column `index` of output rows `rows`, in write order.
@@ -127,12 +125,16 @@ impl SortedRows {
         RecordBatch::try_new(self.schema.clone(), columns)
     }
 
-    /// Bytes of Arrow memory the buffered batches hold.
+    /// Bytes of Arrow memory these rows take: their batches' share, pro rata by rows when the
+    /// batches hold other rows too.
     pub fn memory_size(&self) -> usize {
-        self.batches
+        let memory: usize = self
+            .batches
             .iter()
             .map(RecordBatch::get_array_memory_size)
-            .sum()
+            .sum();
+        let rows: usize = self.batches.iter().map(RecordBatch::num_rows).sum();
+        (memory as u128 * self.num_rows() as u128 / rows.max(1) as u128) as usize
     }
 }
 
@@ -141,6 +143,50 @@ fn schema_of(batches: &[RecordBatch]) -> Result<SchemaRef, ArrowError> {
         .first()
         .map(RecordBatch::schema)
         .ok_or_else(|| ArrowError::InvalidArgumentError("no rows to write".into()))
+}
+
+/// The keys of the columns at `sort_columns` of each batch, in arrow's row format (they compare
+/// as bytes: one memcmp per pair instead of a comparator per column); `None` without sort
+/// columns.
+///
+/// # Errors
+/// A sort column that cannot be ordered.
+pub(crate) fn sort_keys(
+    batches: &[RecordBatch],
+    sort_columns: &[usize],
+) -> Result<Option<Vec<Rows>>, ArrowError> {
+    let Some(first) = batches.first() else {
+        return Ok(None);
+    };
+    if sort_columns.is_empty() {
+        return Ok(None);
+    }
+    let schema = first.schema();
+    let fields = sort_columns
+        .iter()
+        .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+        .collect();
+    let converter = RowConverter::new(fields)?;
+    batches
+        .iter()
+        .map(|batch| {
+            let columns: Vec<ArrayRef> = sort_columns
+                .iter()
+                .map(|&i| batch.column(i).clone())
+                .collect();
+            converter.convert_columns(&columns)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Sorts `order` (`(batch, row)` pairs) by `keys`, stably; a no-op when already sorted.
+pub(crate) fn sort_order(keys: &[Rows], order: &mut [(usize, usize)]) {
+    let key = |&(b, r): &(usize, usize)| keys[b].row(r);
+    if order.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
+        return;
+    }
+    order.sort_by(|a, b| key(a).cmp(&key(b)));
 }
 
 fn identity(batches: &[RecordBatch]) -> Vec<(usize, usize)> {
