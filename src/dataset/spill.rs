@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arrow::array::{Array, RecordBatch};
 use arrow::compute::interleave;
@@ -100,6 +100,7 @@ pub struct Spill {
     dir: tempfile::TempDir,
     schema: SchemaRef,
     next: AtomicUsize,
+    written: AtomicU64,
     runs: Mutex<BTreeMap<Option<String>, Vec<Run>>>,
 }
 
@@ -116,6 +117,7 @@ impl Spill {
             dir,
             schema,
             next: AtomicUsize::new(0),
+            written: AtomicU64::new(0),
             runs: Mutex::new(BTreeMap::new()),
         })
     }
@@ -144,6 +146,11 @@ impl Spill {
         })?;
         self.lock().entry(day).or_default().push(run);
         Ok(())
+    }
+
+    /// Bytes of every run written so far, merged ones included.
+    pub fn bytes_written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
     }
 
     /// Takes every run written so far, by partition, each partition's runs in the order they
@@ -198,11 +205,16 @@ impl Spill {
                 rows += batch.num_rows();
                 writer.write(&batch).map_err(SpillError::writing(&path))
             })?;
-            writer
+            let file = writer
                 .into_inner()
                 .map_err(SpillError::writing(&path))?
                 .into_inner()
                 .map_err(|e| SpillError::writing(&path)(e.into_error().into()))?;
+            let bytes = file
+                .metadata()
+                .map_err(|e| SpillError::writing(&path)(e.into()))?
+                .len();
+            self.written.fetch_add(bytes, Ordering::Relaxed);
             Ok(())
         })();
         match written {
@@ -516,6 +528,11 @@ mod tests {
         );
         let mut runs = spill.take();
         assert!(spill.take().is_empty());
+        let on_disk: u64 = std::fs::read_dir(spill.path())
+            .unwrap()
+            .map(|f| f.unwrap().metadata().unwrap().len())
+            .sum();
+        assert_eq!(spill.bytes_written(), on_disk);
         assert_eq!(runs.len(), 2);
         let day = runs.remove(&Some("2024-01-02".to_owned())).unwrap();
         assert_eq!(day.iter().map(Run::rows).sum::<usize>(), 6);

@@ -273,4 +273,7 @@ pub struct TableSummary {
     /// Whether rows were matched to their DAG runs by contrail's run index rather than by a
     /// PostgreSQL join (see [`ExportOptions::with_run_index_memory`]).
     pub runs_indexed: bool,
+    /// Bytes of sorted runs left on local disk to be merged (see
+    /// [`ExportOptions::with_spill_dir`]).
+    pub spilled_bytes: u64,
 }

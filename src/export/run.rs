@@ -276,6 +276,7 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
             bytes: files.iter().map(|f| f.bytes).sum(),
             bytes_read: outputs.iter().map(|o| o.bytes_read).sum(),
             runs_indexed: job.runs.is_some(),
+            spilled_bytes: job.spill.as_ref().map_or(0, |spill| spill.bytes_written()),
         });
         manifest_tables.insert(
             job.plan.table.clone(),
