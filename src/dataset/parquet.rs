@@ -22,9 +22,11 @@ use crate::dataset::sorted::SortedRows;
 /// bound by CPU. Raise it with `--zstd-level` for archives kept long.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
-/// Rows per row group. Smaller than Parquet's default of 1M so a row group of a wide table
-/// stays a few tens of MB in memory while it is encoded.
-pub const DEFAULT_ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Rows per row group. Smaller than Parquet's default of 1M: a streamed file's writer holds
+/// much more than its encoded row group while it is open (measured at 5M task instances, two
+/// merges at once: peak RSS 188 MiB at 64k rows, about 220 MiB at 128k, 178 MiB at 24k), and
+/// 64k rows keep files within 2% of the size 128k gives.
+pub const DEFAULT_ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// Encoding settings.
 #[derive(Debug, Clone)]
