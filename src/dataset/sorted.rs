@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::compute::interleave;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, Rows, SortField};
 
@@ -145,8 +145,51 @@ fn schema_of(batches: &[RecordBatch]) -> Result<SchemaRef, ArrowError> {
         .ok_or_else(|| ArrowError::InvalidArgumentError("no rows to write".into()))
 }
 
-/// The keys of the columns at `sort_columns` of each batch, in arrow's row format (they compare
-/// as bytes: one memcmp per pair instead of a comparator per column); `None` without sort
+/// Converts the sort columns of batches into keys in arrow's row format, which compare as
+/// bytes: one memcmp per pair instead of a comparator per column.
+#[derive(Debug)]
+pub(crate) struct SortKeys {
+    converter: RowConverter,
+    columns: Vec<usize>,
+}
+
+impl SortKeys {
+    /// Keys of the columns at `sort_columns` of `schema`; `None` without sort columns.
+    ///
+    /// # Errors
+    /// A sort column that cannot be ordered.
+    pub(crate) fn try_new(
+        schema: &Schema,
+        sort_columns: &[usize],
+    ) -> Result<Option<Self>, ArrowError> {
+        if sort_columns.is_empty() {
+            return Ok(None);
+        }
+        let fields = sort_columns
+            .iter()
+            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+            .collect();
+        Ok(Some(Self {
+            converter: RowConverter::new(fields)?,
+            columns: sort_columns.to_vec(),
+        }))
+    }
+
+    /// The keys of `batch`'s rows.
+    ///
+    /// # Errors
+    /// Only on Arrow errors (a batch of another schema).
+    pub(crate) fn of(&self, batch: &RecordBatch) -> Result<Rows, ArrowError> {
+        let columns: Vec<ArrayRef> = self
+            .columns
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
+        self.converter.convert_columns(&columns)
+    }
+}
+
+/// The keys of the columns at `sort_columns` of each batch ([`SortKeys`]); `None` without sort
 /// columns.
 ///
 /// # Errors
@@ -158,24 +201,12 @@ pub(crate) fn sort_keys(
     let Some(first) = batches.first() else {
         return Ok(None);
     };
-    if sort_columns.is_empty() {
+    let Some(keys) = SortKeys::try_new(&first.schema(), sort_columns)? else {
         return Ok(None);
-    }
-    let schema = first.schema();
-    let fields = sort_columns
-        .iter()
-        .map(|&i| SortField::new(schema.field(i).data_type().clone()))
-        .collect();
-    let converter = RowConverter::new(fields)?;
+    };
     batches
         .iter()
-        .map(|batch| {
-            let columns: Vec<ArrayRef> = sort_columns
-                .iter()
-                .map(|&i| batch.column(i).clone())
-                .collect();
-            converter.convert_columns(&columns)
-        })
+        .map(|batch| keys.of(batch))
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
 }

@@ -23,9 +23,9 @@ use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
-use arrow::row::{RowConverter, Rows, SortField};
+use arrow::row::Rows;
 
-use crate::dataset::sorted::SortedRows;
+use crate::dataset::sorted::{SortKeys, SortedRows};
 
 /// Target size of the batches a run is written in. Rows of a run are read back one batch at a
 /// time, so this (with [`READ_BUFFER_BYTES`]) is the memory a merge holds per run: small, so
@@ -251,8 +251,7 @@ struct Input {
 /// Sorted runs merged into one sorted stream of batches. Equal keys come in run order.
 pub struct Merge {
     schema: SchemaRef,
-    sort_columns: Vec<usize>,
-    converter: Option<RowConverter>,
+    keys: Option<SortKeys>,
     batch_rows: usize,
     inputs: Vec<Input>,
     /// Inputs with rows left, as a binary min-heap by (current key, input index).
@@ -275,21 +274,12 @@ impl Merge {
         sort_columns: &[usize],
         batch_rows: usize,
     ) -> Result<Self, SpillError> {
-        let converter = if sort_columns.is_empty() {
-            None
-        } else {
-            let fields = sort_columns
-                .iter()
-                .map(|&i| SortField::new(schema.field(i).data_type().clone()))
-                .collect();
-            Some(RowConverter::new(fields).map_err(SpillError::reading(
-                runs.first().map_or(Path::new(""), |r| r.path.as_path()),
-            ))?)
-        };
+        let keys = SortKeys::try_new(&schema, sort_columns).map_err(SpillError::reading(
+            runs.first().map_or(Path::new(""), |r| r.path.as_path()),
+        ))?;
         let mut merge = Self {
             schema,
-            sort_columns: sort_columns.to_vec(),
-            converter,
+            keys,
             batch_rows: batch_rows.max(1),
             inputs: Vec::with_capacity(runs.len()),
             heap: Vec::with_capacity(runs.len()),
@@ -351,11 +341,11 @@ impl Merge {
 
     /// Gathers the rows in `order` into a batch and forgets batches no input still points at.
     fn emit(&mut self) -> Result<RecordBatch, SpillError> {
+        // Gathering fails only on a bug (mismatched batches); name a run all the same.
         let path = self
             .inputs
             .first()
-            .map(|i| i.path.clone())
-            .unwrap_or_default();
+            .map_or(Path::new(""), |i| i.path.as_path());
         let columns = (0..self.schema.fields().len())
             .map(|c| {
                 let arrays: Vec<&dyn Array> =
@@ -363,10 +353,10 @@ impl Merge {
                 interleave(&arrays, &self.order)
             })
             .collect::<Result<Vec<_>, _>>()
-            .map_err(SpillError::reading(&path))?;
+            .map_err(SpillError::reading(path))?;
         self.order.clear();
         let batch = RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(SpillError::reading(&path))?;
+            .map_err(SpillError::reading(path))?;
         let staged = std::mem::take(&mut self.staged);
         for &i in &self.heap {
             let input = &mut self.inputs[i];
@@ -384,21 +374,12 @@ impl Merge {
             if batch.num_rows() == 0 {
                 continue;
             }
-            input.keys = match &self.converter {
-                Some(converter) => {
-                    let columns: Vec<_> = self
-                        .sort_columns
-                        .iter()
-                        .map(|&c| batch.column(c).clone())
-                        .collect();
-                    Some(
-                        converter
-                            .convert_columns(&columns)
-                            .map_err(SpillError::reading(&input.path))?,
-                    )
-                }
-                None => None,
-            };
+            input.keys = self
+                .keys
+                .as_ref()
+                .map(|keys| keys.of(&batch))
+                .transpose()
+                .map_err(SpillError::reading(&input.path))?;
             input.row = 0;
             input.len = batch.num_rows();
             self.staged.push(batch);

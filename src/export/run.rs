@@ -494,6 +494,7 @@ async fn worker(
         if state.remaining[table] == 0 {
             state.queue_merges(table, &job);
         }
+        // Still zero when there was nothing to merge (or the merges just finished).
         if state.remaining[table] == 0 {
             progress.table_done(&job.plan.table);
         }

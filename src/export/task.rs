@@ -344,7 +344,8 @@ struct FileSink<'a> {
 
 /// A Parquet file being written and uploaded.
 struct OpenFile {
-    entry: FileEntry,
+    key: String,
+    day: Option<String>,
     writer: pq::BatchWriter<ChannelWriter>,
     uploading: JoinHandle<Result<ObjectInfo>>,
 }
@@ -352,7 +353,7 @@ struct OpenFile {
 impl OpenFile {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.writer.write(batch).map_err(|e| Error::Export {
-            message: format!("encoding {}: {e}", self.entry.key),
+            message: format!("encoding {}: {e}", self.key),
         })
     }
 }
@@ -411,13 +412,8 @@ impl FileSink<'_> {
             }
         };
         Ok(OpenFile {
-            entry: FileEntry {
-                key,
-                partition: day.map(str::to_owned),
-                rows: 0,
-                bytes: 0,
-                sha256: String::new(),
-            },
+            key,
+            day: day.map(str::to_owned),
             writer,
             uploading,
         })
@@ -426,30 +422,35 @@ impl FileSink<'_> {
     /// Finishes `file` and queues its upload, keeping a few uploads in flight.
     fn close(&mut self, file: OpenFile) -> Result<()> {
         let OpenFile {
-            mut entry,
+            key,
+            day,
             writer,
             uploading,
         } = file;
         let finished = writer
             .finish()
             .map_err(|e| Error::Export {
-                message: format!("encoding {}: {e}", entry.key),
+                message: format!("encoding {key}: {e}"),
             })
             .and_then(|(stats, channel)| {
                 channel
                     .complete()
                     .map(|()| stats)
                     .map_err(|e| Error::Export {
-                        message: format!("writing {}: {e}", entry.key),
+                        message: format!("writing {key}: {e}"),
                     })
             });
         let stats = match finished {
             Ok(stats) => stats,
             Err(error) => return Err(self.upload_error(uploading).unwrap_or(error)),
         };
-        entry.rows = stats.rows;
-        entry.bytes = stats.bytes;
-        entry.sha256 = stats.sha256;
+        let entry = FileEntry {
+            key,
+            partition: day,
+            rows: stats.rows,
+            bytes: stats.bytes,
+            sha256: stats.sha256,
+        };
         self.pending.push_back((entry, uploading));
         while self.pending.len() > UPLOADS_IN_FLIGHT {
             self.wait_oldest()?;
