@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::export::{add_log_rows, demo_db, export_to, only_manifest, read_table, source_counts};
+use crate::export::{add_log_rows, demo_db, only_manifest, read_table, source_counts};
 use crate::export_s3::{export_s3, manifests};
 use crate::util::faulty::FaultyProxy;
 use crate::util::moto;
@@ -240,22 +240,62 @@ fn a_sigkilled_export_leaves_no_manifest_and_a_rerun_is_exact_for_manifest_reade
     let db = demo_db();
     add_log_rows(&db, 150_000, 32, "2024-03-05");
     let dir = tempfile::tempdir().unwrap();
-    let to = dir.path().to_str().unwrap();
-    let mut child = spawn_export(&db, to, &["--jobs", "2"]);
+    let out = dir.path().join("out");
+    let to = out.to_str().unwrap();
+    let spill = dir.path().join("spill");
+    std::fs::create_dir(&spill).unwrap();
+    let spill_dir = spill.to_str().unwrap();
+    let mut child = spawn_export(&db, to, &["--jobs", "2", "--spill-dir", spill_dir]);
     wait_until(&mut child, "a log file", || {
-        files(dir.path()).iter().any(|f| f.starts_with("log/"))
+        files(&out).iter().any(|f| f.starts_with("log/"))
     });
     child.kill().unwrap();
     child.wait().unwrap();
-    let leftovers = files(dir.path());
+    let leftovers = files(&out);
     assert!(
         !leftovers.iter().any(|f| f.starts_with("_contrail")),
         "{leftovers:?}"
     );
     assert!(!leftovers.is_empty());
+    // Killed, it could not remove its spill directory, which holds log's.
+    let killed = names(&spill);
+    assert!(
+        killed.len() == 1 && killed[0].starts_with("contrail-spill-"),
+        "{killed:?}"
+    );
+    let inside = names(&spill.join(&killed[0]));
+    assert!(
+        inside.iter().any(|n| n.starts_with("contrail-log-")),
+        "{inside:?}"
+    );
 
-    export_to(&db, dir.path(), &["--jobs", "2"]);
-    let manifest = only_manifest(dir.path());
+    // The re-run removes the killed run's spill directory, and its own.
+    let url = cluster().url(&db);
+    let rerun = crate::util::contrail(
+        &[
+            "export",
+            "--db",
+            &url,
+            "--to",
+            to,
+            "--output",
+            "json",
+            "--jobs",
+            "2",
+            "--spill-dir",
+            spill_dir,
+        ],
+        &[("CONTRAIL_LOG", "contrail=info")],
+    );
+    let stderr = String::from_utf8_lossy(&rerun.stderr);
+    assert!(rerun.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Removed the spill directory left by an export that did not finish.")
+            && stderr.contains(&killed[0]),
+        "{stderr}"
+    );
+    assert_eq!(names(&spill), Vec::<String>::new());
+    let manifest = only_manifest(&out);
     let listed: Vec<&str> = manifest
         .tables
         .values()
@@ -263,12 +303,22 @@ fn a_sigkilled_export_leaves_no_manifest_and_a_rerun_is_exact_for_manifest_reade
         .collect();
     assert!(leftovers.iter().all(|f| !listed.contains(&f.as_str())));
     for (table, count) in source_counts(&db, &TABLES) {
-        let rows: usize = read_table(dir.path(), &manifest, &table)
+        let rows: usize = read_table(&out, &manifest, &table)
             .iter()
             .map(|b| b.num_rows())
             .sum();
         assert_eq!(rows as u64, count, "{table}");
     }
+}
+
+/// The names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// Runs an export that must be refused; returns stderr.

@@ -156,7 +156,8 @@ pub struct ExportArgs {
     pub run_index_memory: usize,
 
     /// Directory for rows waiting on local disk to be merged into one sorted file per day
-    /// (needs about the largest table's size as Arrow data). Default: TMPDIR.
+    /// (needs about the largest table's size as Arrow data). Default: TMPDIR. What a killed
+    /// export left there is removed by the next export using the same directory.
     #[arg(long, value_name = "DIR")]
     pub spill_dir: Option<std::path::PathBuf>,
 

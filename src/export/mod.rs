@@ -6,6 +6,7 @@
 
 pub mod plan;
 mod run;
+mod spill_root;
 mod task;
 mod upload;
 
@@ -175,6 +176,7 @@ impl ExportOptions {
     /// Directory for the sorted runs of rows that wait, on local disk, to be merged into one
     /// large sorted file per day. It needs about the size of the largest table as Arrow data
     /// (several times its Parquet size); each table's runs are deleted as its files are written.
+    /// What a killed export left there is removed by the next export spilling to the same place.
     /// Default: the system's temporary directory (`TMPDIR`).
     pub fn with_spill_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.spill_dir = dir;

@@ -19,6 +19,7 @@ use crate::dataset::manifest::{
 use crate::dataset::spill::{Run, Spill};
 use crate::error::{Error, Result};
 use crate::export::plan::{ExportPlan, TablePlan, rfc3339};
+use crate::export::spill_root::SpillRoot;
 use crate::export::task::{self, TableJob, TaskOutput};
 use crate::export::{ExportOptions, ExportSummary, TableSummary};
 use crate::source::runs::RunIndex;
@@ -69,6 +70,12 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
     }
 
     let schema = catalog.schema(version);
+    // Declared before the jobs, so that their spill directories inside it are dropped first; it
+    // lives until the export ends, however it ends.
+    let spill_root = match options.format {
+        FileFormat::Parquet if !options.dry_run => Some(spill_root(&options)?),
+        _ => None,
+    };
     let mut runs = RunIndexState::default();
     let mut jobs = Vec::new();
     let mut table_plans = Vec::new();
@@ -143,13 +150,9 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
             missing_columns: plan.missing_columns.clone(),
         });
         let plan_runs = plan.run_lookup.as_ref().and_then(|_| runs.index.clone());
-        let spill = match options.format {
-            FileFormat::Parquet if !options.dry_run => Some(Arc::new(spill_dir(
-                &options,
-                name,
-                plan.output_schema.clone(),
-            )?)),
-            _ => None,
+        let spill = match &spill_root {
+            Some(root) => Some(Arc::new(spill_dir(root, name, plan.output_schema.clone())?)),
+            None => None,
         };
         let job = Arc::new(TableJob {
             plan,
@@ -522,18 +525,26 @@ impl RunState {
     }
 }
 
-/// The spill directory of `table`, inside `--spill-dir` or the system's temporary directory.
-fn spill_dir(
-    options: &ExportOptions,
-    table: &str,
-    schema: arrow::datatypes::SchemaRef,
-) -> Result<Spill> {
+/// The export's spill directory, inside `--spill-dir` or the system's temporary directory,
+/// after removing those that killed exports left there.
+fn spill_root(options: &ExportOptions) -> Result<SpillRoot> {
     let root = options.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
-    Spill::try_new(&root, table, schema).map_err(|e| Error::Export {
+    SpillRoot::try_new(&root).map_err(|e| Error::Export {
+        message: format!(
+            "cannot create a temporary directory in {}: {e}; point --spill-dir at a writable \
+             directory",
+            root.display()
+        ),
+    })
+}
+
+/// The spill directory of `table`, inside the export's.
+fn spill_dir(root: &SpillRoot, table: &str, schema: arrow::datatypes::SchemaRef) -> Result<Spill> {
+    Spill::try_new(root.path(), table, schema).map_err(|e| Error::Export {
         message: format!(
             "cannot create a temporary directory in {} for {table}: {e}; point --spill-dir at \
              a writable directory",
-            root.display()
+            root.path().display()
         ),
     })
 }
