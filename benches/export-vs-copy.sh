@@ -18,6 +18,9 @@
 #   benches/export-vs-copy.sh [TASK_INSTANCES (default 5000000)] [JOBS (default 2)]
 #
 # EXPORT_ARGS adds options to the export, e.g. EXPORT_ARGS="--run-index-memory 64".
+# ORDER is the generator's --insertion-order: `time` (default; rows sit in the table in the
+# order the scheduler created them, as in a real Airflow database) or `dag` (DAG by DAG: every
+# stretch of the table spans every day, the worst case for grouping rows into day files).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/deps.sh
@@ -34,8 +37,10 @@ contrail_pg_start "$pgdir"
 url="postgresql://postgres@127.0.0.1:$CONTRAIL_PG_PORT/airflow"
 "$CONTRAIL_PSQL" -X -q -d "postgresql://postgres@127.0.0.1:$CONTRAIL_PG_PORT/postgres" -c "CREATE DATABASE airflow"
 "$CONTRAIL_PSQL" -X -q -v ON_ERROR_STOP=1 -d "$url" -f tests/fixtures/ddl/airflow-2.10.5.sql >/dev/null
-echo "Generating $rows task instances (Airflow 2.10)..." >&2
-"$bin" generate --db "$url" --task-instances "$rows" --seed 7 --output json > "$work/generate.json"
+order=${ORDER:-time}
+echo "Generating $rows task instances (Airflow 2.10, inserted in $order order)..." >&2
+"$bin" generate --db "$url" --task-instances "$rows" --seed 7 --insertion-order "$order" \
+    --output json > "$work/generate.json"
 "$CONTRAIL_PSQL" -X -q -d "$url" -c "VACUUM ANALYZE"
 ti_rows=$("$CONTRAIL_PSQL" -X -qAt -d "$url" -c "SELECT count(*) FROM task_instance")
 ti_size=$("$CONTRAIL_PSQL" -X -qAt -d "$url" -c "SELECT pg_size_pretty(pg_relation_size('task_instance'))")
@@ -105,14 +110,15 @@ rm -rf "$work"
 # shellcheck disable=SC2086
 python3 - "$ti_rows" "$best_copy" "$best_export" "$rss" "$parquet_bytes" "$jobs" \
     "$best_replay" "$statements" "$parquet_files" $cpu "$(nproc)" "$copy_server" "$export_server" \
-    "$ratios" <<'PY'
+    "$ratios" "$order" <<'PY'
 import json, statistics, sys
 (rows, copy_s, export_s, rss, parquet, jobs, replay_s, statements, files, user, system, cpus,
- copy_server, export_server, ratios) = sys.argv[1:]
+ copy_server, export_server, ratios, order) = sys.argv[1:]
 ratios = [float(r) for r in ratios.split(",")]
 cpu_floor = (float(user) + float(system) + float(export_server)) / int(cpus)
 print(json.dumps({
     "task_instance_rows": int(rows),
+    "insertion_order": order,
     "jobs": int(jobs),
     "cpus": int(cpus),
     "raw_copy_seconds": float(copy_s),

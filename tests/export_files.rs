@@ -7,11 +7,12 @@ use std::path::Path;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int32Type;
 use contrail::export::{self, ExportOptions, TableSelection};
+use contrail::generate::{GenerateOptions, InsertionOrder};
 use contrail::source::DatabaseUrl;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::export::only_manifest;
-use crate::export_versions::{dataset_rows, generated};
+use crate::export_versions::{dataset_rows, generated_with};
 use crate::util::fixtures::ddl_fixtures;
 
 type Key = (String, String, String, i32);
@@ -75,7 +76,13 @@ async fn scattered_days_become_one_sorted_file_each_or_ordered_files_past_the_si
         .into_iter()
         .find(|f| f.name == "airflow-2.10.5")
         .unwrap();
-    let (_db, url) = generated(&fixture, 7, 12_000, 6).await;
+    // Inserted DAG by DAG, so that every stretch of the table holds rows of every day.
+    let options = GenerateOptions::default()
+        .with_seed(7)
+        .with_task_instances(12_000)
+        .with_days(6)
+        .with_insertion_order(InsertionOrder::Dag);
+    let (_db, url) = generated_with(&fixture, options).await;
 
     let roomy = tempfile::tempdir().unwrap();
     let options = ExportOptions::new(url.clone(), roomy.path().to_str().unwrap()).with_tables(

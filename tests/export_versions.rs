@@ -28,12 +28,20 @@ pub(crate) async fn generated(
     task_instances: u64,
     days: u32,
 ) -> (String, DatabaseUrl) {
-    let db = cluster().db_from_fixture(&fixture.name);
-    let url = DatabaseUrl::parse(&cluster().url(&db)).unwrap();
     let options = GenerateOptions::default()
         .with_seed(seed)
         .with_task_instances(task_instances)
         .with_days(days);
+    generated_with(fixture, options).await
+}
+
+/// A database of `fixture`'s schema filled by the generator with `options`.
+pub(crate) async fn generated_with(
+    fixture: &DdlFixture,
+    options: GenerateOptions,
+) -> (String, DatabaseUrl) {
+    let db = cluster().db_from_fixture(&fixture.name);
+    let url = DatabaseUrl::parse(&cluster().url(&db)).unwrap();
     generate::run(&url, options)
         .await
         .unwrap_or_else(|e| panic!("{}: {e}", fixture.name));

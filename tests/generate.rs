@@ -416,3 +416,62 @@ fn cli_prints_counts_as_json_and_as_a_table() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("YYYY-MM-DD"));
 }
+
+/// `(dag_id, id, queued_at)` of every dag_run in physical (ctid) order.
+async fn runs_in_physical_order(client: &Client) -> Vec<(String, i32, i64)> {
+    client
+        .query(
+            "SELECT dag_id, id, (extract(epoch FROM queued_at) * 1e6)::bigint FROM dag_run \
+             ORDER BY ctid",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_inserted_in_creation_order_or_dag_by_dag() {
+    let (db, _) = generate_into("airflow-2.10.5", options(5, 2_000)).await;
+    let client = cluster().client(&db).await;
+    let runs = runs_in_physical_order(&client).await;
+    assert!(runs.len() > 50, "{} runs", runs.len());
+    // As the scheduler inserts them: by creation time across DAGs, with serial ids in that order.
+    assert!(
+        runs.windows(2).all(|w| w[0].2 <= w[1].2),
+        "not in queued_at order"
+    );
+    assert!(
+        runs.iter().zip(1..).all(|(run, id)| run.1 == id),
+        "ids do not follow insertion order"
+    );
+    let dags: std::collections::BTreeSet<_> = runs.iter().map(|r| r.0.clone()).collect();
+    let switches =
+        |runs: &[(String, i32, i64)]| runs.windows(2).filter(|w| w[0].0 != w[1].0).count();
+    assert!(switches(&runs) > 2 * dags.len(), "DAGs are not interleaved");
+    // The table's task instances follow their runs (COPY's page filling leaves a few rows
+    // out of place).
+    let back = count(
+        &client,
+        "SELECT count(*) FROM (SELECT r.queued_at < lag(r.queued_at) OVER (ORDER BY t.ctid) AS back \
+         FROM task_instance t JOIN dag_run r USING (dag_id, run_id)) o WHERE back",
+    )
+    .await;
+    let tis = count(&client, "SELECT count(*) FROM task_instance").await;
+    assert!(
+        back * 100 < tis,
+        "{back} of {tis} task instances out of their runs' order"
+    );
+
+    let (db, _) = generate_into(
+        "airflow-2.10.5",
+        options(5, 2_000).with_insertion_order(generate::InsertionOrder::Dag),
+    )
+    .await;
+    let by_dag = runs_in_physical_order(&cluster().client(&db).await).await;
+    assert_eq!(by_dag.len(), runs.len());
+    // Each DAG's runs together: one switch per DAG boundary.
+    assert_eq!(switches(&by_dag), dags.len() - 1);
+}

@@ -196,6 +196,15 @@ pub struct ExportArgs {
     pub output: OutputFormat,
 }
 
+/// `contrail generate --insertion-order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InsertionOrderArg {
+    /// By creation time across DAGs.
+    Time,
+    /// DAG by DAG.
+    Dag,
+}
+
 /// What `contrail import` does with rows whose natural key exists in the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ConflictArg {
@@ -343,6 +352,12 @@ pub struct GenerateArgs {
     /// (1.10 always has some; 3.x has none).
     #[arg(long)]
     pub xcom_pickles: bool,
+
+    /// Order runs and their task instances are inserted in (and so their ids and physical
+    /// order): `time`, as Airflow's scheduler creates them; `dag`, DAG by DAG, so that each
+    /// stretch of a table spans every day (the worst case for an export).
+    #[arg(long, value_enum, value_name = "ORDER", default_value_t = InsertionOrderArg::Time)]
+    pub insertion_order: InsertionOrderArg,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]

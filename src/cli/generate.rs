@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_BORDERS_ONLY};
 
-use crate::cli::args::GenerateArgs;
+use crate::cli::args::{GenerateArgs, InsertionOrderArg};
 use crate::cli::{database_url, print_summary};
-use crate::generate::{self, FernetKey, GenerateOptions, GenerateSummary};
+use crate::generate::{self, FernetKey, GenerateOptions, GenerateSummary, InsertionOrder};
 
 pub(super) async fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let url = database_url(args.db.as_deref())?;
@@ -24,7 +24,11 @@ pub(super) async fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         .with_days(args.days)
         .with_start(&args.start)?
         .with_fernet_key(fernet_key)
-        .with_xcom_pickles(args.xcom_pickles);
+        .with_xcom_pickles(args.xcom_pickles)
+        .with_insertion_order(match args.insertion_order {
+            InsertionOrderArg::Time => InsertionOrder::Time,
+            InsertionOrderArg::Dag => InsertionOrder::Dag,
+        });
     let summary = generate::run(&url, options).await?;
     print_summary(&summary, args.output, render)
 }

@@ -28,7 +28,8 @@ use tokio_postgres::Client;
 
 pub use options::{
     DEFAULT_CHANNEL_CHUNKS, DEFAULT_CHUNK_BYTES, DEFAULT_DAYS, DEFAULT_SCHEMA, DEFAULT_SEED,
-    DEFAULT_START, DEFAULT_TASK_INSTANCES, FernetKey, GenerateOptions, GenerateSummary, TableCount,
+    DEFAULT_START, DEFAULT_TASK_INSTANCES, FernetKey, GenerateOptions, GenerateSummary,
+    InsertionOrder, TableCount,
 };
 
 use crate::catalog::detect::{self, LiveSchema, quote_ident};

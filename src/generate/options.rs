@@ -63,6 +63,19 @@ impl std::fmt::Display for FernetKey {
     }
 }
 
+/// The order runs, with their task instances, are inserted in, and so their ids and where their
+/// rows sit in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InsertionOrder {
+    /// When each run was created, across DAGs, as Airflow's scheduler inserts them: a table read
+    /// in physical order meets the days mostly one after another (backfills come in a burst).
+    #[default]
+    Time,
+    /// DAG by DAG, every run of one DAG before the next DAG's: each stretch of the table spans
+    /// every day. The worst case for an export that groups rows by day.
+    Dag,
+}
+
 /// Options for [`crate::generate::run`].
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -75,6 +88,7 @@ pub struct GenerateOptions {
     pub(crate) xcom_pickles: bool,
     pub(crate) schema: String,
     pub(crate) chunk_bytes: usize,
+    pub(crate) order: InsertionOrder,
 }
 
 impl Default for GenerateOptions {
@@ -89,6 +103,7 @@ impl Default for GenerateOptions {
             xcom_pickles: false,
             schema: DEFAULT_SCHEMA.to_owned(),
             chunk_bytes: DEFAULT_CHUNK_BYTES,
+            order: InsertionOrder::default(),
         }
     }
 }
@@ -153,6 +168,12 @@ impl GenerateOptions {
     /// Bytes of COPY data per chunk sent to PostgreSQL. Default [`DEFAULT_CHUNK_BYTES`].
     pub fn with_chunk_bytes(mut self, bytes: usize) -> Self {
         self.chunk_bytes = bytes.max(4096);
+        self
+    }
+
+    /// The order runs are inserted in. Default [`InsertionOrder::Time`].
+    pub fn with_insertion_order(mut self, order: InsertionOrder) -> Self {
+        self.order = order;
         self
     }
 }

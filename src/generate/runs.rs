@@ -129,15 +129,14 @@ impl World {
     ) -> Result<(), E> {
         let mut tis = Vec::new();
         let mut ordinal = 0;
-        for dag in &self.dags {
-            for k in 0..dag.runs() {
-                let run = self.run(dag, k, &mut tis);
-                for ti in &mut tis {
-                    ti.ordinal = ordinal;
-                    ordinal += 1;
-                }
-                f(dag, &run, &tis)?;
+        for &(d, k) in &self.order {
+            let dag = &self.dags[d as usize];
+            let run = self.run(dag, k, &mut tis);
+            for ti in &mut tis {
+                ti.ordinal = ordinal;
+                ordinal += 1;
             }
+            f(dag, &run, &tis)?;
         }
         Ok(())
     }
@@ -240,7 +239,7 @@ impl World {
         let mut run = Run {
             dag: dag.index,
             k,
-            id: dag.first_run_id + i64::from(k),
+            id: self.run_id(dag, k),
             kind,
             run_id,
             logical,

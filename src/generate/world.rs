@@ -5,7 +5,7 @@
 
 use crate::catalog::{Catalog, SchemaVersion, VersionSchema};
 use crate::generate::content;
-use crate::generate::options::GenerateOptions;
+use crate::generate::options::{GenerateOptions, InsertionOrder};
 use crate::generate::rng::Rng;
 use crate::generate::time::{DAY, HOUR, MINUTE};
 
@@ -185,8 +185,8 @@ pub(crate) struct Dag {
     pub(crate) backfills: u32,
     /// Regular runs (scheduled, manual or data-aware).
     pub(crate) regular: u32,
-    /// `dag_run.id` of run 0; runs take consecutive ids.
-    pub(crate) first_run_id: i64,
+    /// Position of run 0 among all runs listed DAG by DAG ([`World::run_id`]).
+    pub(crate) first_run: usize,
     /// Probability that a finished run failed.
     pub(crate) fail_rate: f64,
     /// Largest map count of its mapped tasks.
@@ -220,6 +220,11 @@ pub(crate) struct World {
     /// Fixed jobs (schedulers, triggerers, backfills...) occupy ids below this; LocalTaskJob
     /// ids are this plus the task instance's ordinal.
     pub(crate) local_job_base: i64,
+    /// Every run as `(dag index, k)`, in insertion order.
+    pub(crate) order: Vec<(u32, u32)>,
+    /// `dag_run.id` of each run, by its position DAG by DAG (`dag.first_run + k`): ids follow
+    /// insertion order, as a serial column's do.
+    pub(crate) run_ids: Vec<i64>,
 }
 
 /// DAG count when none is given: grows like the square root of the task instances.
@@ -251,7 +256,7 @@ impl World {
             })
             .collect();
         let total_weight: f64 = weights.iter().sum();
-        let mut next_id = 1;
+        let mut next_run = 0;
         for (dag, weight) in dags.iter_mut().zip(weights) {
             let share = options.task_instances as f64 * weight / total_weight;
             let runs = (share / expected_tis_per_run(dag)).round().max(1.0) as i64;
@@ -275,11 +280,15 @@ impl World {
             // The newest regular run is the last whose interval ended before now.
             dag.first =
                 (now - 1 - i64::from(dag.regular) * interval).div_euclid(interval) * interval;
-            dag.first_run_id = next_id;
-            next_id += i64::from(dag.runs());
+            dag.first_run = next_run;
+            next_run += dag.runs() as usize;
         }
         let scheduler_jobs = (i64::from(options.days) + 2) / 3;
-        World {
+        let order: Vec<(u32, u32)> = dags
+            .iter()
+            .flat_map(|dag| (0..dag.runs()).map(move |k| (dag.index, k)))
+            .collect();
+        let mut world = World {
             seed,
             features,
             start,
@@ -288,7 +297,36 @@ impl World {
             scheduler_jobs,
             // schedulers, one triggerer per scheduler, one backfill job per DAG, then a gap.
             local_job_base: 2 * scheduler_jobs + i64::from(n_dags) + 100,
+            run_ids: (1..=order.len() as i64).collect(),
+            order,
+        };
+        if options.order == InsertionOrder::Time {
+            world.order_by_time();
         }
+        world
+    }
+
+    /// Puts runs in the order they were created (queued), across DAGs, and numbers them so.
+    fn order_by_time(&mut self) {
+        let mut tis = Vec::new();
+        let mut keyed: Vec<(i64, u32, u32)> = self
+            .order
+            .iter()
+            .map(|&(d, k)| {
+                let run = self.run(&self.dags[d as usize], k, &mut tis);
+                (run.queued_at, d, k)
+            })
+            .collect();
+        keyed.sort_unstable();
+        self.order = keyed.into_iter().map(|(_, d, k)| (d, k)).collect();
+        for (id, &(d, k)) in (1..).zip(&self.order) {
+            self.run_ids[self.dags[d as usize].first_run + k as usize] = id;
+        }
+    }
+
+    /// `dag_run.id` of run `k` of `dag`.
+    pub(crate) fn run_id(&self, dag: &Dag, k: u32) -> i64 {
+        self.run_ids[dag.first_run + k as usize]
     }
 
     /// The scheduler job in charge at `time` (one per three days: restarts).
@@ -428,7 +466,7 @@ fn build_dag(seed: u64, index: u32, n_dags: u32, features: &Features) -> Dag {
         first: 0,
         backfills: 0,
         regular: 1,
-        first_run_id: 1,
+        first_run: 0,
         fail_rate: 0.01 + 0.2 * rng.unit().powi(3),
         max_map: rng.range(2, 25) as u32,
         tail,
