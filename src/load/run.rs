@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 use crate::catalog::detect::{self, LiveSchema, quote_ident};
 use crate::catalog::{Catalog, SchemaVersion};
 use crate::dataset::manifest::{Manifest, TableEntry};
-use crate::dataset::read::{manifest, parquet_batches, read_checked};
+use crate::dataset::read::{fetch_checked, manifest};
 use crate::error::{Error, Result};
 use crate::load::LOAD_ORDER;
 use crate::load::mapping::{TableMapping, TargetContext, map_table};
@@ -288,8 +288,8 @@ async fn check_secrets(
             continue;
         };
         for file in &entry.files {
-            let bytes = read_checked(store, file).await?;
-            for batch in parquet_batches(&file.key, bytes, options.batch_rows)? {
+            let checked = fetch_checked(store, file).await?;
+            for batch in checked.batches(&file.key, options.batch_rows)? {
                 options.keys.carry_batch(table, batch?)?;
             }
         }
@@ -402,14 +402,8 @@ async fn dataset_columns(
         // No rows: the canonical columns, so the mapping is complete; nothing is staged.
         return Ok(canonical.columns.iter().map(|c| c.name.clone()).collect());
     };
-    let bytes = read_checked(store, file).await?;
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| Error::Dataset {
-            object: file.key.clone(),
-            message: format!("not readable Parquet ({e}); re-export the dataset"),
-        })?;
-    let names = builder
-        .schema()
+    let schema = fetch_checked(store, file).await?.schema(&file.key)?;
+    let names = schema
         .fields()
         .iter()
         .map(|f| f.name().clone())

@@ -18,7 +18,7 @@ use tokio_postgres::Client;
 use crate::catalog::detect::quote_ident;
 use crate::catalog::{COPY_HEADER, COPY_TRAILER};
 use crate::dataset::manifest::FileEntry;
-use crate::dataset::read::{parquet_batches, read_checked};
+use crate::dataset::read::fetch_checked;
 use crate::error::{Error, Result};
 use crate::load::ImportProgress;
 use crate::load::encode::encode_rows;
@@ -143,7 +143,7 @@ async fn produce(
     let columns = Arc::new(columns);
     let mut rows = 0u64;
     for file in &input.files {
-        let bytes = read_checked(input.store.as_ref(), file).await?;
+        let checked = fetch_checked(input.store.as_ref(), file).await?;
         let key = file.key.clone();
         let (name, columns, keys, tx, progress) = (
             table.clone(),
@@ -156,7 +156,7 @@ async fn produce(
         rows += tokio::task::spawn_blocking(move || -> Result<u64> {
             let mut rows = 0u64;
             let mut out = BytesMut::with_capacity(CHUNK_BYTES * 2);
-            for batch in parquet_batches(&key, bytes, batch_rows)? {
+            for batch in checked.batches(&key, batch_rows)? {
                 let batch = prepare(&name, batch?, &columns, &keys)?;
                 encode_rows(&batch, &columns, &mut out).map_err(|e| Error::Import {
                     table: name.clone(),
