@@ -75,6 +75,19 @@ pub enum Error {
         source: tokio_postgres::Error,
     },
 
+    /// TLS with PostgreSQL could not be set up, or the server or its certificate was refused
+    /// (`sslmode`, `sslrootcert`).
+    #[error("TLS connection to {database} failed: {message}")]
+    Tls {
+        /// The database, with any password removed.
+        database: String,
+        /// What was refused and what the user can do about it.
+        message: String,
+        /// The driver's error, when the handshake itself failed.
+        #[source]
+        source: Option<tokio_postgres::Error>,
+    },
+
     /// A query failed.
     #[error("query on {object} failed: {source}")]
     Query {

@@ -19,4 +19,5 @@ mod inspect;
 mod logs;
 mod source;
 mod store;
+mod tls;
 mod util;

@@ -1,10 +1,16 @@
 //! Database URLs in the forms users have at hand, and connections that report failures clearly.
+//!
+//! libpq's TLS parameters (`sslmode`, `sslrootcert`) are taken out of the URL here, since
+//! tokio-postgres knows only some `sslmode` values and no `sslrootcert`; `tls.rs` acts on them.
 
+use std::ops::Range;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
+use super::tls::{RootCert, SslMode, Tls};
 use crate::error::{Error, Result};
 
 /// Environment variables that may hold the database URL, in the order they are consulted.
@@ -21,14 +27,21 @@ pub const DATABASE_URL_VARIABLES: [&str; 3] = [
 #[derive(Clone)]
 pub struct DatabaseUrl {
     config: Config,
+    tls: Tls,
 }
 
 impl DatabaseUrl {
     /// Parses `postgresql://…`, `postgres://…`, SQLAlchemy's `postgresql+psycopg2://…` (any
     /// `+driver`), or a libpq `key=value` string.
     ///
+    /// TLS follows libpq: `sslmode` is `disable`, `allow` (taken as `prefer`), `prefer` (the
+    /// default), `require`, `verify-ca` or `verify-full`, and `sslrootcert` names a PEM file of
+    /// trusted roots or is `system` for the operating system's trust store (which makes
+    /// `verify-full` the default and refuses weaker modes). Over Unix sockets, TLS is not used.
+    ///
     /// # Errors
-    /// [`Error::DatabaseUrl`] when it is none of those; the message never repeats the password.
+    /// [`Error::DatabaseUrl`] when it is none of those or a TLS parameter is invalid; the
+    /// message never repeats the password.
     pub fn parse(text: &str) -> Result<DatabaseUrl> {
         let text = text.trim();
         let normalized = match text.split_once("://") {
@@ -46,10 +59,27 @@ impl DatabaseUrl {
             }
             None => text.to_owned(),
         };
-        let config = Config::from_str(&normalized).map_err(|e| Error::DatabaseUrl {
+        let (rest, params) = if normalized.contains("://") {
+            take_url_params(&normalized)?
+        } else {
+            take_key_value_params(&normalized)?
+        };
+        let mut config = Config::from_str(&rest).map_err(|e| Error::DatabaseUrl {
             message: format!("{e}; expected postgresql://user:password@host:port/dbname"),
         })?;
-        Ok(DatabaseUrl { config })
+        let tls = Tls::try_new(params.mode, params.root_cert)
+            .map_err(|message| Error::DatabaseUrl { message })?;
+        let unix_only = !config.get_hosts().is_empty()
+            && config
+                .get_hosts()
+                .iter()
+                .all(|h| !matches!(h, Host::Tcp(_)));
+        config.ssl_mode(if unix_only {
+            tokio_postgres::config::SslMode::Disable
+        } else {
+            tls.mode.driver_mode()
+        });
+        Ok(DatabaseUrl { config, tls })
     }
 
     /// The driver configuration.
@@ -60,6 +90,190 @@ impl DatabaseUrl {
     /// The database name, if the URL gives one.
     pub fn dbname(&self) -> Option<&str> {
         self.config.get_dbname()
+    }
+
+    /// The `sslmode`: [`SslMode::Prefer`] unless the URL says otherwise.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.tls.mode
+    }
+
+    /// The `sslrootcert`, if the URL gives one.
+    pub fn ssl_root_cert(&self) -> Option<&RootCert> {
+        self.tls.root_cert.as_ref()
+    }
+
+    /// The host names, comma separated, as certificates must name them.
+    fn hosts(&self) -> String {
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .map(|host| match host {
+                Host::Tcp(host) => host.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        hosts.join(",")
+    }
+}
+
+/// The TLS parameters taken out of a connection string.
+#[derive(Debug, Default)]
+struct TlsParams {
+    mode: Option<SslMode>,
+    root_cert: Option<RootCert>,
+}
+
+impl TlsParams {
+    /// Takes `key` if it is a TLS parameter contrail handles (true), else leaves it (false).
+    fn take(&mut self, key: &str, value: &str) -> Result<bool> {
+        match key {
+            "sslmode" => {
+                let mode = SslMode::parse(value).ok_or_else(|| Error::DatabaseUrl {
+                    message: format!(
+                        "unknown sslmode {value:?}; use disable, allow, prefer, require, \
+                         verify-ca or verify-full"
+                    ),
+                })?;
+                self.mode = Some(mode);
+            }
+            "sslrootcert" => {
+                self.root_cert = match value {
+                    "" => None,
+                    "system" => Some(RootCert::System),
+                    path => Some(RootCert::File(PathBuf::from(path))),
+                };
+            }
+            "sslcert" | "sslkey" | "sslpassword" => {
+                return Err(Error::DatabaseUrl {
+                    message: format!(
+                        "{key}: client certificates are not supported; authenticate with a \
+                         password, and use sslrootcert to verify the server"
+                    ),
+                });
+            }
+            "ssl" => {
+                return Err(Error::DatabaseUrl {
+                    message: "the parameter is spelled sslmode (libpq's): use sslmode=require \
+                              or sslmode=verify-full instead of ssl=…"
+                        .to_owned(),
+                });
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// Splits the TLS parameters off the query string of `postgresql://…` (and keeps the others).
+/// The query starts at the first `?` after the credentials, which end at the first `@`, as in
+/// tokio-postgres's parser.
+fn take_url_params(url: &str) -> Result<(String, TlsParams)> {
+    let mut params = TlsParams::default();
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let after_credentials = url[after_scheme..]
+        .find('@')
+        .map_or(after_scheme, |i| after_scheme + i + 1);
+    let Some(query_at) = url[after_credentials..]
+        .find('?')
+        .map(|i| after_credentials + i)
+    else {
+        return Ok((url.to_owned(), params));
+    };
+    let mut kept = Vec::new();
+    for pair in url[query_at + 1..].split('&') {
+        let taken = match pair.split_once('=') {
+            Some((key, value)) => params.take(&decode(key)?, &decode(value)?)?,
+            None => false,
+        };
+        if !taken && !pair.is_empty() {
+            kept.push(pair);
+        }
+    }
+    let mut rest = url[..query_at].to_owned();
+    if !kept.is_empty() {
+        rest.push('?');
+        rest.push_str(&kept.join("&"));
+    }
+    Ok((rest, params))
+}
+
+/// Percent-decodes a URL query key or value.
+fn decode(text: &str) -> Result<String> {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| Error::DatabaseUrl {
+            message: "a query parameter is not valid percent-encoded UTF-8".to_owned(),
+        })
+}
+
+/// Splits the TLS parameters off a libpq `key=value` string (and keeps the others as written).
+fn take_key_value_params(text: &str) -> Result<(String, TlsParams)> {
+    let mut params = TlsParams::default();
+    let Some(pairs) = key_values(text) else {
+        // Malformed: tokio-postgres's parser says where.
+        return Ok((text.to_owned(), params));
+    };
+    let mut kept = Vec::new();
+    for (key, value, span) in pairs {
+        if !params.take(key, &value)? {
+            kept.push(&text[span]);
+        }
+    }
+    Ok((kept.join(" "), params))
+}
+
+/// The `key = value` pairs of a libpq connection string: each key, its unquoted and unescaped
+/// value, and the span of the whole pair. `None` when it is malformed. Follows tokio-postgres's
+/// parser: values are bare up to white space, or in single quotes, with `\` escaping.
+fn key_values(text: &str) -> Option<Vec<(&str, String, Range<usize>)>> {
+    let mut pairs = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    loop {
+        while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
+        let Some(&(start, _)) = chars.peek() else {
+            return Some(pairs);
+        };
+        let mut key_end = start;
+        while let Some((i, c)) = chars.next_if(|(_, c)| !c.is_whitespace() && *c != '=') {
+            key_end = i + c.len_utf8();
+        }
+        while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
+        chars.next_if(|(_, c)| *c == '=')?;
+        while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        let mut end = key_end;
+        let quoted = chars.next_if(|(_, c)| *c == '\'').is_some();
+        loop {
+            let Some(&(i, c)) = chars.peek() else {
+                if quoted {
+                    return None;
+                }
+                break;
+            };
+            if (quoted && c == '\'') || (!quoted && c.is_whitespace()) {
+                if quoted {
+                    chars.next();
+                    end = i + 1;
+                }
+                break;
+            }
+            chars.next();
+            end = i + c.len_utf8();
+            if c == '\\' {
+                if let Some((j, escaped)) = chars.next() {
+                    value.push(escaped);
+                    end = j + escaped.len_utf8();
+                }
+            } else {
+                value.push(c);
+            }
+        }
+        if key_end == start || (!quoted && value.is_empty()) {
+            return None;
+        }
+        pairs.push((&text[start..key_end], value, start..end));
     }
 }
 
@@ -90,20 +304,22 @@ impl std::fmt::Debug for DatabaseUrl {
 /// Connects, sets the session to UTC and read-friendly defaults, and drives the connection on
 /// the tokio runtime.
 ///
+/// TLS is negotiated as the URL's `sslmode` and `sslrootcert` say (see [`DatabaseUrl::parse`]).
+///
 /// # Errors
 /// [`Error::Connect`] naming the database (without password) when the server cannot be reached
-/// or refuses the credentials.
+/// or refuses the credentials; [`Error::Tls`] when trusted roots cannot be loaded, the server
+/// does not offer TLS that the mode requires, requires TLS that `sslmode=disable` forbids, or
+/// its certificate is refused.
 pub async fn connect(url: &DatabaseUrl) -> Result<Client> {
+    let database = url.to_string();
+    let tls = url.tls.connector(&database)?;
     let mut config = url.config.clone();
     config.application_name("contrail");
     let (client, connection) = config
-        .connect(NoTls)
+        .connect(tls.make.clone())
         .await
-        .map_err(|source| Error::Connect {
-            database: url.to_string(),
-            source,
-        })?;
-    let database = url.to_string();
+        .map_err(|source| tls.explain(url.tls.mode, database.clone(), &url.hosts(), source))?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(database = %database, error = %error, "Database connection closed with an error.");
@@ -118,6 +334,8 @@ pub async fn connect(url: &DatabaseUrl) -> Result<Client> {
 
 #[cfg(test)]
 mod tests {
+    use tokio_postgres::config::SslMode as DriverMode;
+
     use super::*;
 
     #[test]
@@ -134,6 +352,129 @@ mod tests {
         let plain = DatabaseUrl::parse("postgres://u@h/d").unwrap();
         assert_eq!(plain.to_string(), "postgresql://u@h:5432/d");
         assert!(DatabaseUrl::parse("host=/tmp port=5433 user=postgres dbname=x").is_ok());
+    }
+
+    #[test]
+    fn tls_parameters_in_urls_are_taken_before_tokio_postgres_sees_them() {
+        let url = DatabaseUrl::parse(
+            "postgresql://u:pa?ss@db.example:5432/airflow?connect_timeout=7&sslmode=verify-full\
+             &sslrootcert=%2Fetc%2Frds%2Fglobal-bundle.pem&application_name=x",
+        )
+        .unwrap();
+        assert_eq!(url.ssl_mode(), SslMode::VerifyFull);
+        assert_eq!(
+            url.ssl_root_cert(),
+            Some(&RootCert::File("/etc/rds/global-bundle.pem".into()))
+        );
+        let config = url.config();
+        assert_eq!(config.get_ssl_mode(), DriverMode::Require);
+        assert_eq!(config.get_password(), Some(&b"pa?ss"[..]));
+        assert_eq!(
+            config.get_connect_timeout(),
+            Some(&std::time::Duration::from_secs(7))
+        );
+        assert_eq!(config.get_application_name(), Some("x"));
+
+        // Only TLS parameters: nothing is left of the query.
+        let url =
+            DatabaseUrl::parse("postgres://u@h/d?sslmode=verify-ca&sslrootcert=ca.pem").unwrap();
+        assert_eq!(url.ssl_mode(), SslMode::VerifyCa);
+        assert_eq!(url.ssl_root_cert(), Some(&RootCert::File("ca.pem".into())));
+
+        // The default is libpq's, prefer; `system` roots make verify-full the default.
+        let url = DatabaseUrl::parse("postgresql://u@h/d").unwrap();
+        assert_eq!(url.ssl_mode(), SslMode::Prefer);
+        assert_eq!(url.config().get_ssl_mode(), DriverMode::Prefer);
+        let url = DatabaseUrl::parse("postgresql://u@h/d?sslrootcert=system").unwrap();
+        assert_eq!(url.ssl_mode(), SslMode::VerifyFull);
+        assert_eq!(url.ssl_root_cert(), Some(&RootCert::System));
+        let url = DatabaseUrl::parse("postgresql://u@h/d?sslmode=disable").unwrap();
+        assert_eq!(url.config().get_ssl_mode(), DriverMode::Disable);
+    }
+
+    #[test]
+    fn sqlalchemy_urls_carry_sslmode_too() {
+        let url = DatabaseUrl::parse(
+            "postgresql+psycopg2://airflow:s3cret@db.example:6543/airflow?sslmode=require",
+        )
+        .unwrap();
+        assert_eq!(url.ssl_mode(), SslMode::Require);
+        assert_eq!(url.ssl_root_cert(), None);
+        assert_eq!(url.config().get_ssl_mode(), DriverMode::Require);
+        assert_eq!(
+            url.to_string(),
+            "postgresql://airflow@db.example:6543/airflow"
+        );
+        assert!(!format!("{url:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn tls_parameters_in_key_value_strings_are_taken_too() {
+        let url = DatabaseUrl::parse(
+            "host=db.example port = 5433 user=u password='p w\\'x' sslmode=verify-ca \
+             sslrootcert='/a b/ca.pem' dbname=airflow",
+        )
+        .unwrap();
+        assert_eq!(url.ssl_mode(), SslMode::VerifyCa);
+        assert_eq!(
+            url.ssl_root_cert(),
+            Some(&RootCert::File("/a b/ca.pem".into()))
+        );
+        assert_eq!(url.config().get_password(), Some(&b"p w'x"[..]));
+        assert_eq!(url.config().get_ports(), &[5433]);
+        assert_eq!(url.dbname(), Some("airflow"));
+        assert_eq!(url.config().get_ssl_mode(), DriverMode::Require);
+
+        let url = DatabaseUrl::parse("sslrootcert=system host=h dbname=d").unwrap();
+        assert_eq!(url.ssl_mode(), SslMode::VerifyFull);
+
+        // libpq ignores sslmode over Unix sockets, and so does contrail.
+        let url = DatabaseUrl::parse("host=/tmp dbname=d sslmode=require").unwrap();
+        assert_eq!(url.ssl_mode(), SslMode::Require);
+        assert_eq!(url.config().get_ssl_mode(), DriverMode::Disable);
+
+        // Malformed strings are left to tokio-postgres's parser, which says what is wrong.
+        let err = DatabaseUrl::parse("host=h password='unterminated")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid database URL"), "{err}");
+        assert!(!err.contains("unterminated"), "{err}");
+    }
+
+    #[test]
+    fn bad_tls_parameters_are_clear_errors_without_the_password() {
+        for text in [
+            "postgresql://u:hunter2@h/d?sslmode=verify_full",
+            "postgresql+psycopg2://u:hunter2@h/d?sslmode=VERIFY-FULL",
+            "host=h user=u password=hunter2 sslmode=verify_full",
+        ] {
+            let err = DatabaseUrl::parse(text).unwrap_err();
+            assert!(matches!(err, Error::DatabaseUrl { .. }), "{err:?}");
+            let err = err.to_string();
+            assert!(err.contains("unknown sslmode"), "{err}");
+            assert!(err.contains("verify-ca or verify-full"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        for (text, needle) in [
+            (
+                "postgresql://u:hunter2@h/d?sslrootcert=system&sslmode=require",
+                "sslrootcert=system needs sslmode=verify-full",
+            ),
+            (
+                "postgresql://u:hunter2@h/d?sslcert=client.crt",
+                "client certificates are not supported",
+            ),
+            ("postgresql://u:hunter2@h/d?ssl=true", "spelled sslmode"),
+            (
+                "host=h password=hunter2 sslmode=verify-ca sslrootcert=system",
+                "not sslmode=verify-ca",
+            ),
+            ("postgresql://u:hunter2@h/d?sslmode=%FF", "percent-encoded"),
+        ] {
+            let err = DatabaseUrl::parse(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
     }
 
     #[test]

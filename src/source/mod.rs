@@ -11,5 +11,7 @@ pub mod ranges;
 pub mod read;
 pub mod runs;
 pub mod snapshot;
+mod tls;
 
 pub use connect::{DATABASE_URL_VARIABLES, DatabaseUrl, connect};
+pub use tls::{RootCert, SslMode};

@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod moto;
 pub mod pg;
 pub mod pyarrow;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -4,8 +4,12 @@
 //! When the test process ends, however it ends, a watchdog shell stops the server and removes the
 //! directory. As root (CI containers), the server runs as the `postgres` user, since PostgreSQL
 //! refuses to run as root.
+//!
+//! A second cluster, started only by the tests that ask for it, accepts TLS connections only
+//! (`ssl = on`, `hostssl` rules alone in pg_hba.conf) with certificates from `tls.rs`.
 
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,17 +17,22 @@ use std::sync::{Mutex, OnceLock};
 
 use tokio_postgres::{Client, NoTls};
 
+use super::tls::TestCerts;
+
 /// The running cluster.
 pub struct PgCluster {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
     run_as: Option<String>,
+    /// The certificates of a TLS-only cluster.
+    certs: Option<TestCerts>,
     /// Fixture templates already loaded, guarded so two tests do not load the same one.
     templates: Mutex<Vec<String>>,
 }
 
 static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
+static TLS_CLUSTER: OnceLock<PgCluster> = OnceLock::new();
 static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 /// Serialises edits of pg_hba.conf.
 static HBA: Mutex<()> = Mutex::new(());
@@ -31,22 +40,48 @@ static HBA: Mutex<()> = Mutex::new(());
 /// The shared cluster, started on first use.
 pub fn cluster() -> &'static PgCluster {
     CLUSTER.get_or_init(|| {
-        PgCluster::start().unwrap_or_else(|e| panic!("starting PostgreSQL for the tests: {e}"))
+        PgCluster::start(false).unwrap_or_else(|e| panic!("starting PostgreSQL for the tests: {e}"))
+    })
+}
+
+/// A cluster that accepts TLS connections only, started on first use: its certificate is for
+/// `localhost` (see [`PgCluster::certs`]); plaintext connections are refused by pg_hba.conf.
+pub fn tls_cluster() -> &'static PgCluster {
+    TLS_CLUSTER.get_or_init(|| {
+        PgCluster::start(true)
+            .unwrap_or_else(|e| panic!("starting the TLS-only PostgreSQL for the tests: {e}"))
     })
 }
 
 impl PgCluster {
-    fn start() -> Result<PgCluster, String> {
+    fn start(tls: bool) -> Result<PgCluster, String> {
         let bin = find_bin_dir()?;
         let run_as = if is_root() {
             Some("postgres".to_owned())
         } else {
             None
         };
-        let base = std::env::temp_dir().join(format!("contrail-pg-{}", std::process::id()));
+        let name = if tls {
+            "contrail-pg-tls"
+        } else {
+            "contrail-pg"
+        };
+        let base = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
         let dir = base.join("data");
         let sock = base.join("sock");
         std::fs::create_dir_all(&sock).map_err(|e| format!("creating {}: {e}", sock.display()))?;
+        let certs = if tls {
+            let certs_dir = base.join("certs");
+            std::fs::create_dir_all(&certs_dir)
+                .map_err(|e| format!("creating {}: {e}", certs_dir.display()))?;
+            let certs = TestCerts::write(&certs_dir)?;
+            // PostgreSQL refuses a key file that others may read.
+            std::fs::set_permissions(&certs.server_key, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("chmod {}: {e}", certs.server_key.display()))?;
+            Some(certs)
+        } else {
+            None
+        };
         if let Some(user) = &run_as {
             run(Command::new("chown").args(["-R", user]).arg(&base))?;
         }
@@ -56,6 +91,7 @@ impl PgCluster {
             dir,
             port,
             run_as,
+            certs,
             templates: Mutex::new(Vec::new()),
         };
         cluster.as_server_user(&cluster.bin.join("initdb"), |c| {
@@ -71,10 +107,24 @@ impl PgCluster {
             ])
             .arg(&cluster.dir);
         })?;
-        let options = format!(
+        let mut options = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
             sock.display()
         );
+        if let Some(certs) = &cluster.certs {
+            // Plaintext over TCP is refused; the Unix socket (never TLS) stays trusted.
+            let hba = cluster.dir.join("pg_hba.conf");
+            std::fs::write(
+                &hba,
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+            )
+            .map_err(|e| format!("writing {}: {e}", hba.display()))?;
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                certs.server_cert.display(),
+                certs.server_key.display()
+            ));
+        }
         cluster.as_server_user(&cluster.bin.join("pg_ctl"), |c| {
             c.args(["-w", "-t", "60", "-l"])
                 .arg(base.join("server.log"))
@@ -127,6 +177,13 @@ impl PgCluster {
         };
         build(&mut cmd);
         run(&mut cmd)
+    }
+
+    /// The certificates of the TLS-only cluster.
+    pub fn certs(&self) -> &TestCerts {
+        self.certs
+            .as_ref()
+            .expect("only the TLS-only cluster has certificates")
     }
 
     /// The TCP port.
@@ -222,9 +279,14 @@ impl PgCluster {
         );
         let hba = PathBuf::from(self.psql_value("postgres", "SHOW hba_file"));
         let rules = std::fs::read_to_string(&hba).expect("reading pg_hba.conf");
+        let kind = if self.certs.is_some() {
+            "hostssl"
+        } else {
+            "host"
+        };
         std::fs::write(
             &hba,
-            format!("host all {name} 127.0.0.1/32 scram-sha-256\n{rules}"),
+            format!("{kind} all {name} 127.0.0.1/32 scram-sha-256\n{rules}"),
         )
         .expect("writing pg_hba.conf");
         self.psql_value("postgres", "SELECT pg_reload_conf()");
@@ -280,7 +342,8 @@ impl PgCluster {
         name
     }
 
-    /// A tokio-postgres client for database `db`.
+    /// A tokio-postgres client for database `db`, in plaintext (so not on the TLS-only cluster,
+    /// where tests connect through `contrail::source::connect`).
     pub async fn client(&self, db: &str) -> Client {
         let (client, connection) = tokio_postgres::connect(&self.url(db), NoTls)
             .await
