@@ -1,7 +1,13 @@
 //! TLS with libpq's `sslmode`/`sslrootcert` against a real PostgreSQL server that accepts TLS
 //! connections only (`hostssl` rules alone), with a CA and a `localhost` certificate made by
-//! rcgen: what each mode accepts and refuses, how refusals read, and an export over TLS.
+//! rcgen: what each mode accepts and refuses, how refusals read, `PGSSLMODE`, `PGSSLROOTCERT`
+//! and `~/.postgresql/root.crt`, `hostaddr`, and an export over TLS.
+//!
+//! Connections parse their URL with an explicit environment, so neither the developer's own
+//! `PGSSLMODE` nor their `~/.postgresql/root.crt` changes what these tests see, and no test
+//! sets a variable of the test process itself.
 
+use std::ffi::OsString;
 use std::path::Path;
 
 use contrail::Error;
@@ -22,7 +28,22 @@ fn tls_url(host: &str, query: &str) -> String {
 
 /// Connects as `url` says; the error as the CLI would print it (each cause once) otherwise.
 async fn try_connect(url: &str) -> Result<tokio_postgres::Client, (Error, String)> {
-    let url = DatabaseUrl::parse(url).unwrap();
+    try_connect_with_env(url, &[]).await
+}
+
+/// [`try_connect`] with the environment variables `env` and no others.
+async fn try_connect_with_env(
+    url: &str,
+    env: &[(&str, &str)],
+) -> Result<tokio_postgres::Client, (Error, String)> {
+    let env: Vec<(String, OsString)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), OsString::from(v)))
+        .collect();
+    let url = DatabaseUrl::parse_with_env(url, |name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap();
     connect(&url).await.map_err(|error| {
         let mut message = error.to_string();
         let mut cause = std::error::Error::source(&error);
@@ -197,6 +218,126 @@ async fn a_server_without_tls_is_refused_when_tls_is_required() {
     let url = format!("{}?sslmode=prefer", cluster().url(&db));
     let client = try_connect(&url).await.unwrap();
     assert!(!server_sees_tls(&client).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgsslmode_and_pgsslrootcert_apply_unless_the_url_says_otherwise() {
+    let certs = tls_cluster().certs();
+    let (ca, other) = (path(&certs.ca), path(&certs.other_ca));
+    let env = [("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", ca.as_str())];
+    let client = try_connect_with_env(&tls_url("localhost", ""), &env)
+        .await
+        .unwrap();
+    assert!(server_sees_tls(&client).await);
+    // verify-full from the environment checks the name: the certificate names localhost only.
+    let (error, message) = try_connect_with_env(&tls_url("127.0.0.1", ""), &env)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Tls { .. }), "{error:?}");
+    assert!(
+        message.contains("not valid for host 127.0.0.1"),
+        "{message}"
+    );
+    // The URL's sslmode wins; PGSSLROOTCERT still gives the roots `require` verifies with.
+    let client = try_connect_with_env(&tls_url("127.0.0.1", "sslmode=require"), &env)
+        .await
+        .unwrap();
+    assert!(server_sees_tls(&client).await);
+    let env = [("PGSSLMODE", "require"), ("PGSSLROOTCERT", other.as_str())];
+    let (_, message) = try_connect_with_env(&tls_url("localhost", ""), &env)
+        .await
+        .unwrap_err();
+    assert!(
+        message.contains(&format!("not signed by the roots in {other}")),
+        "{message}"
+    );
+    // The URL's sslrootcert wins too.
+    let query = format!("sslrootcert={ca}");
+    let client = try_connect_with_env(&tls_url("localhost", &query), &env)
+        .await
+        .unwrap();
+    assert!(server_sees_tls(&client).await);
+}
+
+#[test]
+fn the_binary_reads_pgsslmode_and_pgsslrootcert() {
+    let db = tls_cluster().empty_db("tls");
+    let url = format!(
+        "postgresql://postgres:hunter2@localhost:{}/{db}",
+        tls_cluster().port()
+    );
+    let other = path(&tls_cluster().certs().other_ca);
+    let out = contrail(
+        &["inspect", "--db", &url],
+        &[("PGSSLMODE", "verify-ca"), ("PGSSLROOTCERT", &other)],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("not signed by the roots in {other}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    let out = contrail(&["inspect", "--db", &url], &[("PGSSLMODE", "verify_ca")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("in PGSSLMODE"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_root_file_in_home_makes_require_verify_and_serves_verify_full() {
+    let certs = tls_cluster().certs();
+    let home = tempfile::tempdir().unwrap();
+    let root_file = home.path().join(".postgresql/root.crt");
+    std::fs::create_dir_all(root_file.parent().unwrap()).unwrap();
+    let home_dir = path(home.path());
+    let env = [("HOME", home_dir.as_str())];
+
+    std::fs::copy(&certs.other_ca, &root_file).unwrap();
+    let (error, message) = try_connect_with_env(&tls_url("127.0.0.1", "sslmode=require"), &env)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Tls { .. }), "{error:?}");
+    assert!(
+        message.contains(&format!("not signed by the roots in {}", path(&root_file))),
+        "{message}"
+    );
+    assert!(message.contains("~/.postgresql/root.crt"), "{message}");
+    // prefer never verifies, whatever roots there are.
+    let client = try_connect_with_env(&tls_url("127.0.0.1", "sslmode=prefer"), &env)
+        .await
+        .unwrap();
+    assert!(server_sees_tls(&client).await);
+
+    std::fs::copy(&certs.ca, &root_file).unwrap();
+    for (host, mode) in [("127.0.0.1", "require"), ("localhost", "verify-full")] {
+        let query = format!("sslmode={mode}");
+        let client = try_connect_with_env(&tls_url(host, &query), &env)
+            .await
+            .unwrap();
+        assert!(server_sees_tls(&client).await, "{mode}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostaddr_without_host_uses_tls_as_libpq_does() {
+    // tokio-postgres alone refuses TLS without a host name ("no hostname provided").
+    let port = tls_cluster().port();
+    for mode in ["prefer", "require"] {
+        let db = tls_cluster().empty_db("tls");
+        let text =
+            format!("hostaddr=127.0.0.1 port={port} user=postgres dbname={db} sslmode={mode}");
+        let client = try_connect(&text).await.unwrap();
+        assert!(server_sees_tls(&client).await, "{mode}");
+    }
+    // With host, host is the name verify-full checks and hostaddr where it connects.
+    let db = tls_cluster().empty_db("tls");
+    let ca = path(&tls_cluster().certs().ca);
+    let text = format!(
+        "host=localhost hostaddr=127.0.0.1 port={port} user=postgres dbname={db} \
+         sslmode=verify-full sslrootcert='{ca}'"
+    );
+    let client = try_connect(&text).await.unwrap();
+    assert!(server_sees_tls(&client).await);
 }
 
 #[test]

@@ -1,16 +1,16 @@
 //! Database URLs in the forms users have at hand, and connections that report failures clearly.
 //!
 //! libpq's TLS parameters (`sslmode`, `sslrootcert`) are taken out of the URL here, since
-//! tokio-postgres knows only some `sslmode` values and no `sslrootcert`; `tls.rs` acts on them.
+//! tokio-postgres knows only some `sslmode` values and no `sslrootcert`; `tls/` acts on them.
 
+use std::ffi::OsString;
 use std::ops::Range;
-use std::path::PathBuf;
 use std::str::FromStr;
 
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config};
 
-use super::tls::{RootCert, SslMode, Tls};
+use super::tls::{RootCert, SslMode, Tls, TlsParams};
 use crate::error::{Error, Result};
 
 /// Environment variables that may hold the database URL, in the order they are consulted.
@@ -37,12 +37,26 @@ impl DatabaseUrl {
     /// TLS follows libpq: `sslmode` is `disable`, `allow` (taken as `prefer`), `prefer` (the
     /// default), `require`, `verify-ca` or `verify-full`, and `sslrootcert` names a PEM file of
     /// trusted roots or is `system` for the operating system's trust store (which makes
-    /// `verify-full` the default and refuses weaker modes). Over Unix sockets, TLS is not used.
+    /// `verify-full` the default and refuses weaker modes). Where the string does not set them,
+    /// the environment variables `PGSSLMODE` and `PGSSLROOTCERT` do, as in libpq; `HOME` locates
+    /// the default roots, `~/.postgresql/root.crt`. Over Unix sockets, TLS is not used.
     ///
     /// # Errors
     /// [`Error::DatabaseUrl`] when it is none of those or a TLS parameter is invalid; the
     /// message never repeats the password.
     pub fn parse(text: &str) -> Result<DatabaseUrl> {
+        DatabaseUrl::parse_with_env(text, |name| std::env::var_os(name))
+    }
+
+    /// [`DatabaseUrl::parse`] with the environment variables it reads (`PGSSLMODE`,
+    /// `PGSSLROOTCERT`, `HOME`) looked up through `env` instead of the process environment.
+    ///
+    /// # Errors
+    /// As [`DatabaseUrl::parse`].
+    pub fn parse_with_env(
+        text: &str,
+        env: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<DatabaseUrl> {
         let text = text.trim();
         let normalized = match text.split_once("://") {
             Some((scheme, rest)) => {
@@ -67,18 +81,20 @@ impl DatabaseUrl {
         let mut config = Config::from_str(&rest).map_err(|e| Error::DatabaseUrl {
             message: format!("{e}; expected postgresql://user:password@host:port/dbname"),
         })?;
-        let tls = Tls::try_new(params.mode, params.root_cert)
+        let mut tls = params
+            .resolve(env)
             .map_err(|message| Error::DatabaseUrl { message })?;
-        let unix_only = !config.get_hosts().is_empty()
+        name_hostaddrs(&mut config, tls.mode)?;
+        let unix_only = config.get_hostaddrs().is_empty()
+            && !config.get_hosts().is_empty()
             && config
                 .get_hosts()
                 .iter()
                 .all(|h| !matches!(h, Host::Tcp(_)));
-        config.ssl_mode(if unix_only {
-            tokio_postgres::config::SslMode::Disable
-        } else {
-            tls.mode.driver_mode()
-        });
+        if unix_only {
+            tls = tls.over_unix_sockets_only();
+        }
+        config.ssl_mode(tls.driver_mode());
         Ok(DatabaseUrl { config, tls })
     }
 
@@ -92,12 +108,13 @@ impl DatabaseUrl {
         self.config.get_dbname()
     }
 
-    /// The `sslmode`: [`SslMode::Prefer`] unless the URL says otherwise.
+    /// The `sslmode`: the URL's, else `PGSSLMODE`'s, else libpq's default ([`SslMode::Prefer`],
+    /// or [`SslMode::VerifyFull`] with `sslrootcert=system`).
     pub fn ssl_mode(&self) -> SslMode {
         self.tls.mode
     }
 
-    /// The `sslrootcert`, if the URL gives one.
+    /// The `sslrootcert`, if the URL or `PGSSLROOTCERT` gives one.
     pub fn ssl_root_cert(&self) -> Option<&RootCert> {
         self.tls.root_cert.as_ref()
     }
@@ -117,52 +134,47 @@ impl DatabaseUrl {
     }
 }
 
-/// The TLS parameters taken out of a connection string.
-#[derive(Debug, Default)]
-struct TlsParams {
-    mode: Option<SslMode>,
-    root_cert: Option<RootCert>,
-}
-
-impl TlsParams {
-    /// Takes `key` if it is a TLS parameter contrail handles (true), else leaves it (false).
-    fn take(&mut self, key: &str, value: &str) -> Result<bool> {
-        match key {
-            "sslmode" => {
-                let mode = SslMode::parse(value).ok_or_else(|| Error::DatabaseUrl {
-                    message: format!(
-                        "unknown sslmode {value:?}; use disable, allow, prefer, require, \
-                         verify-ca or verify-full"
-                    ),
-                })?;
-                self.mode = Some(mode);
-            }
-            "sslrootcert" => {
-                self.root_cert = match value {
-                    "" => None,
-                    "system" => Some(RootCert::System),
-                    path => Some(RootCert::File(PathBuf::from(path))),
-                };
-            }
-            "sslcert" | "sslkey" | "sslpassword" => {
-                return Err(Error::DatabaseUrl {
-                    message: format!(
-                        "{key}: client certificates are not supported; authenticate with a \
-                         password, and use sslrootcert to verify the server"
-                    ),
-                });
-            }
-            "ssl" => {
-                return Err(Error::DatabaseUrl {
-                    message: "the parameter is spelled sslmode (libpq's): use sslmode=require \
-                              or sslmode=verify-full instead of ssl=…"
-                        .to_owned(),
-                });
-            }
-            _ => return Ok(false),
-        }
-        Ok(true)
+/// Gives each `hostaddr` without a `host` its address as host name. tokio-postgres refuses TLS
+/// without a host name, even where no certificate check looks at it, while libpq connects;
+/// `verify-full` needs a real name, as in libpq, and a Unix socket as host leaves TLS nothing
+/// to name either.
+///
+/// # Errors
+/// [`Error::DatabaseUrl`] for `verify-full` with `hostaddr` alone, or a Unix-socket `host`
+/// paired with a `hostaddr` when TLS may be used.
+fn name_hostaddrs(config: &mut Config, mode: SslMode) -> Result<()> {
+    let addrs = config.get_hostaddrs().to_vec();
+    if addrs.is_empty() {
+        return Ok(());
     }
+    if config.get_hosts().is_empty() {
+        if mode == SslMode::VerifyFull {
+            return Err(Error::DatabaseUrl {
+                message: "sslmode=verify-full checks the host name the server's certificate \
+                          names, but only hostaddr is given: add host=<that name> (hostaddr \
+                          still says where to connect), or use sslmode=verify-ca"
+                    .to_owned(),
+            });
+        }
+        for addr in addrs {
+            config.host(addr.to_string());
+        }
+    } else if mode != SslMode::Disable
+        && config
+            .get_hosts()
+            .iter()
+            .any(|h| !matches!(h, Host::Tcp(_)))
+    {
+        return Err(Error::DatabaseUrl {
+            message: format!(
+                "host is a Unix socket directory but hostaddr connects over TCP, where \
+                 sslmode={} needs a host name for TLS: give the server's host name as host, or \
+                 leave out hostaddr",
+                mode.as_str()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Splits the TLS parameters off the query string of `postgresql://…` (and keeps the others).
@@ -183,7 +195,9 @@ fn take_url_params(url: &str) -> Result<(String, TlsParams)> {
     let mut kept = Vec::new();
     for pair in url[query_at + 1..].split('&') {
         let taken = match pair.split_once('=') {
-            Some((key, value)) => params.take(&decode(key)?, &decode(value)?)?,
+            Some((key, value)) => params
+                .take(&decode(key)?, &decode(value)?)
+                .map_err(|message| Error::DatabaseUrl { message })?,
             None => false,
         };
         if !taken && !pair.is_empty() {
@@ -217,7 +231,10 @@ fn take_key_value_params(text: &str) -> Result<(String, TlsParams)> {
     };
     let mut kept = Vec::new();
     for (key, value, span) in pairs {
-        if !params.take(key, &value)? {
+        let taken = params
+            .take(key, &value)
+            .map_err(|message| Error::DatabaseUrl { message })?;
+        if !taken {
             kept.push(&text[span]);
         }
     }
@@ -338,25 +355,29 @@ mod tests {
 
     use super::*;
 
+    /// Parses `text` as if the environment were empty, so the developer's `PGSSLMODE` or
+    /// `~/.postgresql/root.crt` cannot change what the tests see.
+    fn parse(text: &str) -> Result<DatabaseUrl> {
+        DatabaseUrl::parse_with_env(text, |_| None)
+    }
+
     #[test]
     fn accepts_sqlalchemy_urls_and_hides_passwords() {
-        let url =
-            DatabaseUrl::parse("postgresql+psycopg2://airflow:s3cret@db.example:6543/airflow")
-                .unwrap();
+        let url = parse("postgresql+psycopg2://airflow:s3cret@db.example:6543/airflow").unwrap();
         assert_eq!(
             url.to_string(),
             "postgresql://airflow@db.example:6543/airflow"
         );
         assert_eq!(url.dbname(), Some("airflow"));
         assert!(!format!("{url:?}").contains("s3cret"));
-        let plain = DatabaseUrl::parse("postgres://u@h/d").unwrap();
+        let plain = parse("postgres://u@h/d").unwrap();
         assert_eq!(plain.to_string(), "postgresql://u@h:5432/d");
-        assert!(DatabaseUrl::parse("host=/tmp port=5433 user=postgres dbname=x").is_ok());
+        assert!(parse("host=/tmp port=5433 user=postgres dbname=x").is_ok());
     }
 
     #[test]
     fn tls_parameters_in_urls_are_taken_before_tokio_postgres_sees_them() {
-        let url = DatabaseUrl::parse(
+        let url = parse(
             "postgresql://u:pa?ss@db.example:5432/airflow?connect_timeout=7&sslmode=verify-full\
              &sslrootcert=%2Fetc%2Frds%2Fglobal-bundle.pem&application_name=x",
         )
@@ -376,28 +397,26 @@ mod tests {
         assert_eq!(config.get_application_name(), Some("x"));
 
         // Only TLS parameters: nothing is left of the query.
-        let url =
-            DatabaseUrl::parse("postgres://u@h/d?sslmode=verify-ca&sslrootcert=ca.pem").unwrap();
+        let url = parse("postgres://u@h/d?sslmode=verify-ca&sslrootcert=ca.pem").unwrap();
         assert_eq!(url.ssl_mode(), SslMode::VerifyCa);
         assert_eq!(url.ssl_root_cert(), Some(&RootCert::File("ca.pem".into())));
 
         // The default is libpq's, prefer; `system` roots make verify-full the default.
-        let url = DatabaseUrl::parse("postgresql://u@h/d").unwrap();
+        let url = parse("postgresql://u@h/d").unwrap();
         assert_eq!(url.ssl_mode(), SslMode::Prefer);
         assert_eq!(url.config().get_ssl_mode(), DriverMode::Prefer);
-        let url = DatabaseUrl::parse("postgresql://u@h/d?sslrootcert=system").unwrap();
+        let url = parse("postgresql://u@h/d?sslrootcert=system").unwrap();
         assert_eq!(url.ssl_mode(), SslMode::VerifyFull);
         assert_eq!(url.ssl_root_cert(), Some(&RootCert::System));
-        let url = DatabaseUrl::parse("postgresql://u@h/d?sslmode=disable").unwrap();
+        let url = parse("postgresql://u@h/d?sslmode=disable").unwrap();
         assert_eq!(url.config().get_ssl_mode(), DriverMode::Disable);
     }
 
     #[test]
     fn sqlalchemy_urls_carry_sslmode_too() {
-        let url = DatabaseUrl::parse(
-            "postgresql+psycopg2://airflow:s3cret@db.example:6543/airflow?sslmode=require",
-        )
-        .unwrap();
+        let url =
+            parse("postgresql+psycopg2://airflow:s3cret@db.example:6543/airflow?sslmode=require")
+                .unwrap();
         assert_eq!(url.ssl_mode(), SslMode::Require);
         assert_eq!(url.ssl_root_cert(), None);
         assert_eq!(url.config().get_ssl_mode(), DriverMode::Require);
@@ -410,7 +429,7 @@ mod tests {
 
     #[test]
     fn tls_parameters_in_key_value_strings_are_taken_too() {
-        let url = DatabaseUrl::parse(
+        let url = parse(
             "host=db.example port = 5433 user=u password='p w\\'x' sslmode=verify-ca \
              sslrootcert='/a b/ca.pem' dbname=airflow",
         )
@@ -425,16 +444,16 @@ mod tests {
         assert_eq!(url.dbname(), Some("airflow"));
         assert_eq!(url.config().get_ssl_mode(), DriverMode::Require);
 
-        let url = DatabaseUrl::parse("sslrootcert=system host=h dbname=d").unwrap();
+        let url = parse("sslrootcert=system host=h dbname=d").unwrap();
         assert_eq!(url.ssl_mode(), SslMode::VerifyFull);
 
         // libpq ignores sslmode over Unix sockets, and so does contrail.
-        let url = DatabaseUrl::parse("host=/tmp dbname=d sslmode=require").unwrap();
+        let url = parse("host=/tmp dbname=d sslmode=require").unwrap();
         assert_eq!(url.ssl_mode(), SslMode::Require);
         assert_eq!(url.config().get_ssl_mode(), DriverMode::Disable);
 
         // Malformed strings are left to tokio-postgres's parser, which says what is wrong.
-        let err = DatabaseUrl::parse("host=h password='unterminated")
+        let err = parse("host=h password='unterminated")
             .unwrap_err()
             .to_string();
         assert!(err.contains("invalid database URL"), "{err}");
@@ -448,7 +467,7 @@ mod tests {
             "postgresql+psycopg2://u:hunter2@h/d?sslmode=VERIFY-FULL",
             "host=h user=u password=hunter2 sslmode=verify_full",
         ] {
-            let err = DatabaseUrl::parse(text).unwrap_err();
+            let err = parse(text).unwrap_err();
             assert!(matches!(err, Error::DatabaseUrl { .. }), "{err:?}");
             let err = err.to_string();
             assert!(err.contains("unknown sslmode"), "{err}");
@@ -471,7 +490,7 @@ mod tests {
             ),
             ("postgresql://u:hunter2@h/d?sslmode=%FF", "percent-encoded"),
         ] {
-            let err = DatabaseUrl::parse(text).unwrap_err().to_string();
+            let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
             assert!(!err.contains("hunter2"), "{err}");
         }
@@ -479,10 +498,111 @@ mod tests {
 
     #[test]
     fn rejects_other_databases_without_echoing_secrets() {
-        let err = DatabaseUrl::parse("mysql://root:hunter2@h/airflow")
+        let err = parse("mysql://root:hunter2@h/airflow")
             .unwrap_err()
             .to_string();
         assert!(err.contains("not PostgreSQL"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn pgsslmode_and_pgsslrootcert_apply_where_the_url_is_silent() {
+        let env = |name: &str| match name {
+            "PGSSLMODE" => Some(OsString::from("verify-ca")),
+            "PGSSLROOTCERT" => Some(OsString::from("/etc/ca.pem")),
+            _ => None,
+        };
+        let url = DatabaseUrl::parse_with_env("postgresql://u:hunter2@h/d", env).unwrap();
+        assert_eq!(url.ssl_mode(), SslMode::VerifyCa);
+        assert_eq!(
+            url.ssl_root_cert(),
+            Some(&RootCert::File("/etc/ca.pem".into()))
+        );
+        assert_eq!(url.config().get_ssl_mode(), DriverMode::Require);
+        let url = DatabaseUrl::parse_with_env("host=h sslmode=require", env).unwrap();
+        assert_eq!(url.ssl_mode(), SslMode::Require);
+        assert_eq!(
+            url.ssl_root_cert(),
+            Some(&RootCert::File("/etc/ca.pem".into()))
+        );
+        let url =
+            DatabaseUrl::parse_with_env("postgresql://h/d?sslrootcert=%2Furl.pem", env).unwrap();
+        assert_eq!(url.ssl_mode(), SslMode::VerifyCa);
+        assert_eq!(
+            url.ssl_root_cert(),
+            Some(&RootCert::File("/url.pem".into()))
+        );
+
+        let err = DatabaseUrl::parse_with_env("postgresql://u:hunter2@h/d", |name: &str| {
+            (name == "PGSSLMODE").then(|| OsString::from("on"))
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::DatabaseUrl { .. }), "{err:?}");
+        let err = err.to_string();
+        assert!(err.contains("unknown sslmode \"on\" in PGSSLMODE"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn hostaddr_alone_gets_its_address_as_host_name_except_for_verify_full() {
+        // tokio-postgres refuses TLS without a host name; libpq connects.
+        for text in [
+            "hostaddr=10.0.0.5 port=5433 user=u dbname=d",
+            "hostaddr=10.0.0.5 user=u dbname=d sslmode=require",
+            "postgresql://u@/d?hostaddr=10.0.0.5&sslmode=verify-ca&sslrootcert=ca.pem",
+        ] {
+            let url = parse(text).unwrap();
+            assert_eq!(
+                url.config().get_hosts(),
+                &[Host::Tcp("10.0.0.5".to_owned())],
+                "{text}"
+            );
+            assert!(
+                url.to_string().starts_with("postgresql://u@10.0.0.5:"),
+                "{url}"
+            );
+        }
+        let url = parse("hostaddr=::1 dbname=d").unwrap();
+        assert_eq!(url.config().get_hosts(), &[Host::Tcp("::1".to_owned())]);
+
+        // With a host, it is the host that names the server, as in libpq.
+        let url =
+            parse("host=db.example hostaddr=10.0.0.5 sslmode=verify-full sslrootcert=c").unwrap();
+        assert_eq!(
+            url.config().get_hosts(),
+            &[Host::Tcp("db.example".to_owned())]
+        );
+
+        // verify-full needs a name to check: libpq fails too.
+        for text in [
+            "hostaddr=10.0.0.5 password=hunter2 sslmode=verify-full",
+            "hostaddr=10.0.0.5 password=hunter2 sslrootcert=system",
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains("only hostaddr is given"), "{err}");
+            assert!(err.contains("add host="), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_unix_socket_with_hostaddr_is_not_quietly_plaintext() {
+        // hostaddr connects over TCP, so sslmode applies; it used to be dropped as for a socket.
+        let err = parse("host=/tmp hostaddr=10.0.0.5 sslmode=verify-full")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Unix socket directory"), "{err}");
+        let url = parse("host=/tmp hostaddr=10.0.0.5 sslmode=disable").unwrap();
+        assert_eq!(url.config().get_ssl_mode(), DriverMode::Disable);
+    }
+
+    #[test]
+    fn unix_sockets_ignore_a_verifying_mode_from_the_environment() {
+        let env = |name: &str| (name == "PGSSLMODE").then(|| OsString::from("verify-full"));
+        let url = DatabaseUrl::parse_with_env("host=/var/run/postgresql dbname=d", env).unwrap();
+        assert_eq!(url.ssl_mode(), SslMode::VerifyFull);
+        assert_eq!(url.config().get_ssl_mode(), DriverMode::Disable);
+        // No roots are needed, so none are looked for.
+        assert!(url.tls.connector(&url.to_string()).is_ok());
     }
 }
