@@ -44,7 +44,12 @@ pub fn wires() -> Vec<WireType> {
     columns().into_iter().map(|(_, _, w)| w).collect()
 }
 
-/// A binary COPY stream of `rows` rows (header, tuples, trailer), deterministic.
+/// Task instances per DAG run in [`copy_stream`].
+pub const TASKS_PER_RUN: usize = 24;
+
+/// A binary COPY stream of `rows` rows (header, tuples, trailer), deterministic. Rows come as
+/// a scheduler inserts them: the task instances of one run together (not in task order), runs
+/// of different DAGs one after another.
 pub fn copy_stream(rows: usize) -> Vec<u8> {
     let mut out = b"PGCOPY\n\xff\r\n\0".to_vec();
     out.extend_from_slice(&[0; 8]);
@@ -64,15 +69,20 @@ pub fn copy_stream(rows: usize) -> Vec<u8> {
             out.extend_from_slice(&8i32.to_be_bytes());
             out.extend_from_slice(&v.to_be_bytes());
         };
-        let dag = i % 97;
+        let run = i / TASKS_PER_RUN;
+        let dag = run % 97;
         text(&mut out, &format!("etl_pipeline_{dag:03}"));
-        text(&mut out, &format!("task_{:03}", i % 41));
+        text(
+            &mut out,
+            &format!("task_{:03}", (i % TASKS_PER_RUN) * 7 % TASKS_PER_RUN),
+        );
         text(
             &mut out,
             &format!(
-                "scheduled__2024-{:02}-{:02}T00:00:00+00:00",
-                1 + i / 5000 % 12,
-                1 + i / 200 % 28
+                "scheduled__2024-{:02}-{:02}T{:02}:00:00+00:00",
+                1 + run / 2000 % 12,
+                1 + run / 70 % 28,
+                run % 24
             ),
         );
         int4(&mut out, if i % 13 == 0 { (i % 7) as i32 } else { -1 });

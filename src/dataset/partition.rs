@@ -1,15 +1,16 @@
 //! Groups canonical rows by day partition and buffers them within a memory budget.
 //!
-//! Rows are not copied into per-day batches: the partitioner keeps the batches as they arrive
-//! and, per day, the positions of that day's rows. A flush sorts each day's positions and hands
-//! out every day at once, each as a [`SortedRows`] over the shared batches, so a value is
-//! copied once, when the writer gathers it.
+//! Rows are not copied into per-day batches as they arrive: the partitioner keeps the batches
+//! and, per day, the positions of that day's rows. A flush sorts each day's positions, gathers
+//! every row once, day after day in key order, column by column ([`gather_batches`]), and hands
+//! out each day as a slice of that one batch.
 
 use std::collections::BTreeMap;
 
 use arrow::array::{Array, RecordBatch, TimestampMicrosecondArray};
 use arrow::error::ArrowError;
 
+use crate::dataset::gather::gather_batches;
 use crate::dataset::layout::day_of_micros;
 use crate::dataset::sorted::{self, SortedRows};
 
@@ -93,14 +94,26 @@ impl Partitioner {
             return Ok(Vec::new());
         }
         let keys = sorted::sort_keys(&batches, &self.sort_columns)?;
-        days.into_iter()
-            .map(|(day, mut order)| {
-                if let Some(keys) = &keys {
-                    sorted::sort_order(keys, &mut order);
-                }
+        // One order for every day, day after day, and where each day ends in it.
+        let mut order = Vec::with_capacity(days.values().map(Vec::len).sum());
+        let mut ends = Vec::with_capacity(days.len());
+        for (day, mut rows) in days {
+            if let Some(keys) = &keys {
+                sorted::sort_order(keys, &mut rows);
+            }
+            order.extend_from_slice(&rows);
+            ends.push((day, order.len()));
+        }
+        let all = gather_batches(batches, &order)?;
+        drop(order);
+        let mut start = 0;
+        ends.into_iter()
+            .map(|(day, end)| {
+                let rows = SortedRows::in_order(vec![all.slice(start, end - start)])?;
+                start = end;
                 Ok(Flushed {
                     day: day.map(|d| day_of_micros(d * DAY_MICROS)),
-                    rows: SortedRows::from_order(batches.clone(), order)?,
+                    rows,
                 })
             })
             .collect()
@@ -230,21 +243,21 @@ mod tests {
     }
 
     #[test]
-    fn over_budget_every_partition_is_flushed_sharing_the_batches() {
+    fn over_budget_every_partition_is_flushed_each_day_a_slice_of_one_sorted_copy() {
         let mut p = Partitioner::new(vec![0], vec![2], 1);
         let rows = batch(&[
             (Some(0), None, "b", 1),
             (Some(DAY), None, "c", 3),
             (Some(0), None, "a", 2),
         ]);
-        let whole = rows.get_array_memory_size();
         let flushed = p.push(rows).unwrap();
         let days: Vec<_> = flushed.iter().map(|f| f.day.as_deref()).collect();
         assert_eq!(days, [Some("1970-01-01"), Some("1970-01-02")]);
         assert_eq!(flushed[0].rows.num_rows(), 2);
         assert_eq!(flushed[1].rows.num_rows(), 1);
-        // Each day is charged its share of the shared batch.
-        assert_eq!(flushed[0].rows.memory_size(), whole * 2 / 3);
+        // Each day is charged the bytes of its own rows, not of the batch it is a slice of.
+        let (two, one) = (flushed[0].rows.memory_size(), flushed[1].rows.memory_size());
+        assert!(one > 0 && two > one && two < 2 * one + 8, "{two} {one}");
         let first = flushed[0].rows.to_batch().unwrap();
         assert_eq!(
             first.column(3).as_primitive::<Int32Type>().values(),

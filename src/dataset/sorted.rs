@@ -1,17 +1,19 @@
 //! Rows of one file in their write order, without copying them into one sorted batch first.
 //!
-//! A partition is buffered as the batches its rows arrived in. Sorting it yields only an order
-//! (batch, row); each column is then gathered in that order once, slice by slice, as the encoder
-//! asks for it. Compared with concatenating and then taking, this copies the data once instead of
-//! twice and never holds a second full copy of the partition.
+//! Batches are kept as they came; sorting them yields only an order (batch, row), and each
+//! column is gathered in that order slice by slice, as a writer asks for it. The partitioner
+//! does not use this for its flushes: it gathers a whole flush column by column, which is
+//! faster once the rows outgrow the CPU's cache (see [`crate::dataset::gather`]), and hands out
+//! each day as one batch written as it is.
 
 use std::ops::Range;
 
 use arrow::array::{Array, ArrayRef, RecordBatch};
-use arrow::compute::interleave;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, Rows, SortField};
+
+use crate::dataset::gather::gather;
 
 /// Buffered batches and the order their rows are written in.
 #[derive(Debug)]
@@ -99,7 +101,7 @@ impl SortedRows {
                     .iter()
                     .map(|b| b.column(index).as_ref())
                     .collect();
-                interleave(&arrays, &order[rows])
+                gather(&arrays, &order[rows])
             }
             (None, Some(batch)) => Ok(batch.column(index).slice(rows.start, rows.len())),
             (None, None) => Err(ArrowError::InvalidArgumentError("no rows".into())),
@@ -125,9 +127,13 @@ impl SortedRows {
         RecordBatch::try_new(self.schema.clone(), columns)
     }
 
-    /// Bytes of Arrow memory these rows take: their batches' share, pro rata by rows when the
-    /// batches hold other rows too.
+    /// Bytes of Arrow memory these rows take. Batches written as they are count what their
+    /// rows use (a slice of a larger batch only its part); rows gathered from batches that
+    /// hold other rows too count their share of those batches, pro rata by rows.
     pub fn memory_size(&self) -> usize {
+        if self.order.is_none() {
+            return self.batches.iter().map(slice_memory_size).sum();
+        }
         let memory: usize = self
             .batches
             .iter()
@@ -136,6 +142,21 @@ impl SortedRows {
         let rows: usize = self.batches.iter().map(RecordBatch::num_rows).sum();
         (memory as u128 * self.num_rows() as u128 / rows.max(1) as u128) as usize
     }
+}
+
+/// Bytes of the buffers' parts that `batch`'s rows use (less than its buffers' size when it is
+/// a slice).
+fn slice_memory_size(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            column
+                .to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| column.get_array_memory_size())
+        })
+        .sum()
 }
 
 fn schema_of(batches: &[RecordBatch]) -> Result<SchemaRef, ArrowError> {

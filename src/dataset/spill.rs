@@ -18,13 +18,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arrow::array::{Array, RecordBatch};
-use arrow::compute::interleave;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::row::Rows;
 
+use crate::dataset::gather::gather;
 use crate::dataset::sorted::{SortKeys, SortedRows};
 
 /// Target size of the batches a run is written in. Rows of a run are read back one batch at a
@@ -350,7 +350,7 @@ impl Merge {
             .map(|c| {
                 let arrays: Vec<&dyn Array> =
                     self.staged.iter().map(|b| b.column(c).as_ref()).collect();
-                interleave(&arrays, &self.order)
+                gather(&arrays, &self.order)
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(SpillError::reading(path))?;

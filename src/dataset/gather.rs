@@ -1,0 +1,156 @@
+//! Copies rows of several batches into one batch, in a given `(batch, row)` order: the copy a
+//! sorted file pays for every value when a flush writes a day's rows in key order.
+
+use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
+use arrow::compute::interleave;
+use arrow::datatypes::DataType;
+use arrow::error::ArrowError;
+
+/// The rows of `batches` at `order` (`(batch, row)` pairs), as one batch.
+///
+/// Gathers column by column over the whole order, which is about twice as fast as gathering
+/// every column of a few hundred rows at a time: one column of a flush fits in the CPU's cache,
+/// the whole flush does not, and rows stored near each other (one DAG run's task instances) are
+/// written near each other. Each input column is released once gathered, so memory holds about
+/// one copy of the rows, not two.
+///
+/// # Errors
+/// When `batches` is empty or of different schemas, or an index is out of range.
+pub fn gather_batches(
+    batches: Vec<RecordBatch>,
+    order: &[(usize, usize)],
+) -> Result<RecordBatch, ArrowError> {
+    let schema = batches
+        .first()
+        .map(RecordBatch::schema)
+        .ok_or_else(|| ArrowError::InvalidArgumentError("no batches to gather from".into()))?;
+    let lengths: Vec<usize> = batches.iter().map(RecordBatch::num_rows).collect();
+    if let Some(&(b, row)) = order
+        .iter()
+        .find(|&&(b, row)| lengths.get(b).is_none_or(|&len| row >= len))
+    {
+        return Err(out_of_range(b, row));
+    }
+    let mut columns: Vec<Vec<ArrayRef>> = (0..schema.fields().len())
+        .map(|c| batches.iter().map(|b| b.column(c).clone()).collect())
+        .collect();
+    drop(batches);
+    let gathered = columns
+        .iter_mut()
+        .map(|arrays| {
+            let inputs: Vec<&dyn Array> = arrays.iter().map(AsRef::as_ref).collect();
+            let column = gather_checked(&inputs, order);
+            arrays.clear();
+            column
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new_with_options(
+        schema,
+        gathered,
+        &RecordBatchOptions::new().with_row_count(Some(order.len())),
+    )
+}
+
+/// The values of `arrays` at `indices` (`(array, row)` pairs), as one array of their type:
+/// arrow's [`interleave`], except for a column with no value in any input (a column the source
+/// version does not have), which costs nothing per row.
+///
+/// # Errors
+/// When `arrays` is empty or of different types, or an index is out of range.
+pub fn gather(arrays: &[&dyn Array], indices: &[(usize, usize)]) -> Result<ArrayRef, ArrowError> {
+    let first = arrays
+        .first()
+        .ok_or_else(|| ArrowError::InvalidArgumentError("no arrays to gather from".into()))?;
+    let data_type = first.data_type();
+    if let Some(other) = arrays.iter().find(|a| a.data_type() != data_type) {
+        return Err(ArrowError::InvalidArgumentError(format!(
+            "cannot gather {data_type} and {} values into one array",
+            other.data_type()
+        )));
+    }
+    if let Some(&(a, row)) = indices
+        .iter()
+        .find(|&&(a, row)| arrays.get(a).is_none_or(|array| row >= array.len()))
+    {
+        return Err(out_of_range(a, row));
+    }
+    gather_checked(arrays, indices)
+}
+
+/// [`gather`] of indices known to be in range, and arrays of one type.
+fn gather_checked(
+    arrays: &[&dyn Array],
+    indices: &[(usize, usize)],
+) -> Result<ArrayRef, ArrowError> {
+    match arrays.first() {
+        Some(first)
+            if *first.data_type() != DataType::Null
+                && arrays.iter().all(|a| a.null_count() == a.len()) =>
+        {
+            Ok(new_null_array(first.data_type(), indices.len()))
+        }
+        _ => interleave(arrays, indices),
+    }
+}
+
+fn out_of_range(array: usize, row: usize) -> ArrowError {
+    ArrowError::InvalidArgumentError(format!(
+        "row {row} of array {array} is out of range for a gather"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{AsArray, Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{Field, Int64Type, Schema, TimeUnit};
+
+    use super::*;
+
+    fn batch(names: &[Option<&str>], numbers: &[Option<i64>]) -> RecordBatch {
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let none: Vec<Option<i64>> = vec![None; names.len()];
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("name", DataType::Utf8, true),
+                Field::new("n", DataType::Int64, true),
+                Field::new("never", ts, true),
+            ])),
+            vec![
+                Arc::new(StringArray::from(names.to_vec())),
+                Arc::new(Int64Array::from(numbers.to_vec())),
+                Arc::new(TimestampMicrosecondArray::from(none).with_timezone("UTC")),
+            ],
+        )
+        .expect("batch")
+    }
+
+    #[test]
+    fn rows_of_several_batches_come_out_in_the_order_given_column_by_column() {
+        let a = batch(&[Some("a0"), None, Some("")], &[Some(0), Some(1), None]);
+        let b = batch(&[Some("b0")], &[Some(10)]);
+        let order = [(1, 0), (0, 2), (0, 0), (0, 1), (1, 0)];
+        let out = gather_batches(vec![a, b], &order).expect("gather");
+        assert_eq!(out.num_rows(), 5);
+        let names: Vec<Option<&str>> = out.column(0).as_string::<i32>().iter().collect();
+        assert_eq!(names, [Some("b0"), Some(""), Some("a0"), None, Some("b0")]);
+        let numbers: Vec<Option<i64>> = out.column(1).as_primitive::<Int64Type>().iter().collect();
+        assert_eq!(numbers, [Some(10), None, Some(0), Some(1), Some(10)]);
+        // A column no row has a value in keeps its type.
+        assert_eq!(out.column(2).null_count(), 5);
+        assert_eq!(out.schema().field(2).data_type(), out.column(2).data_type());
+    }
+
+    #[test]
+    fn nothing_to_gather_from_or_a_row_out_of_range_is_an_error() {
+        assert!(gather_batches(Vec::new(), &[]).is_err());
+        let a = batch(&[Some("a")], &[None]);
+        assert!(gather_batches(vec![a.clone()], &[(0, 1)]).is_err());
+        assert!(gather_batches(vec![a.clone()], &[(1, 0)]).is_err());
+        let never = a.column(2).as_ref();
+        assert!(gather(&[never], &[(0, 1)]).is_err());
+        assert!(gather(&[never, a.column(0).as_ref()], &[(0, 0)]).is_err());
+        assert_eq!(gather(&[never], &[(0, 0), (0, 0)]).expect("nulls").len(), 2);
+    }
+}
