@@ -196,6 +196,26 @@ fn s3_errors_are_retried_then_fail_clearly_leaving_no_manifest_object_or_upload(
     );
     // Every attempt reached S3 (the standard retry mode: 5 attempts, backoff with jitter).
     assert!(proxy.failed() >= 5, "{} failed requests", proxy.failed());
+    // The AWS configuration's attempts are honoured, as the AWS CLI honours them.
+    let before = proxy.failed();
+    let mut fewer = env.clone();
+    fewer.push(("AWS_MAX_ATTEMPTS", "2"));
+    let args = [
+        "export",
+        "--db",
+        &db_url,
+        "--to",
+        &url,
+        "--part-size-mib",
+        "5",
+    ];
+    let out = crate::util::contrail(&args, &fewer);
+    assert_failed(&out, &["upload_part", "server errors after 2 attempts"]);
+    assert!(
+        proxy.failed() >= before + 2,
+        "{} failed requests",
+        proxy.failed()
+    );
     let left = rt.block_on(moto::server().objects(&bucket, "x/"));
     assert!(left.is_empty(), "{left:?}");
     assert_eq!(

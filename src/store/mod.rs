@@ -198,7 +198,8 @@ pub const DEFAULT_LIST_PAGE_SIZE: i32 = 1000;
 pub struct StoreOptions {
     pub(crate) part_size: usize,
     pub(crate) upload_concurrency: usize,
-    pub(crate) max_attempts: u32,
+    /// `None`: what the AWS configuration says, else [`DEFAULT_MAX_ATTEMPTS`].
+    pub(crate) max_attempts: Option<u32>,
     pub(crate) list_page_size: i32,
     pub(crate) sse: Option<Sse>,
     pub(crate) endpoint_url: Option<String>,
@@ -209,7 +210,7 @@ impl Default for StoreOptions {
         StoreOptions {
             part_size: DEFAULT_PART_SIZE,
             upload_concurrency: DEFAULT_UPLOAD_CONCURRENCY,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            max_attempts: None,
             list_page_size: DEFAULT_LIST_PAGE_SIZE,
             sse: None,
             endpoint_url: None,
@@ -232,9 +233,11 @@ impl StoreOptions {
         self
     }
 
-    /// Sets the attempts per S3 request, at least 1; default [`DEFAULT_MAX_ATTEMPTS`].
+    /// Sets the attempts per S3 request, at least 1. Default: the AWS configuration's
+    /// (`AWS_MAX_ATTEMPTS`, or the profile's `max_attempts`) when it sets one, else
+    /// [`DEFAULT_MAX_ATTEMPTS`] (more than the SDK's 3, since an export's uploads are long).
     pub fn with_max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts;
+        self.max_attempts = Some(attempts);
         self
     }
 
@@ -279,7 +282,7 @@ impl StoreOptions {
             ))
         } else if self.upload_concurrency == 0 {
             Some("upload concurrency must be at least 1".to_owned())
-        } else if self.max_attempts == 0 {
+        } else if self.max_attempts == Some(0) {
             Some("max attempts must be at least 1".to_owned())
         } else if !(1..=1000).contains(&self.list_page_size) {
             Some(format!(

@@ -6,8 +6,9 @@
 //! `AWS_ENDPOINT_URL` / the profile or [`StoreOptions::with_endpoint_url`]. With an endpoint
 //! override, requests use path-style addressing (`http://host/bucket/key`), which S3-compatible
 //! servers expect. Retries are the SDK's standard mode (exponential backoff with jitter on
-//! throttling, 5xx and transient network errors), with [`StoreOptions::with_max_attempts`]
-//! attempts. Every request carries the SDK's default CRC32 checksum.
+//! throttling, 5xx and transient network errors), or the mode the AWS configuration names
+//! (`AWS_RETRY_MODE`), with [`StoreOptions::with_max_attempts`] attempts, else the configured
+//! ones (`AWS_MAX_ATTEMPTS`, the profile's `max_attempts`), else [`DEFAULT_MAX_ATTEMPTS`]. Every request carries the SDK's default CRC32 checksum.
 
 mod errors;
 mod writer;
@@ -24,7 +25,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
 use super::location::{check_key, check_prefix};
-use super::{ObjectInfo, ObjectWriter, Sse, Store, StoreOptions};
+use super::{DEFAULT_MAX_ATTEMPTS, ObjectInfo, ObjectWriter, Sse, Store, StoreOptions};
 use crate::error::{Error, Result, StoreErrorKind};
 use errors::{Intent, sdk_error};
 use writer::S3Writer;
@@ -47,6 +48,8 @@ struct Inner {
     prefix: String,
     url: String,
     options: StoreOptions,
+    /// Attempts per request, as the client was configured.
+    attempts: u32,
 }
 
 impl Inner {
@@ -68,7 +71,7 @@ impl Inner {
         E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let object = self.object(key);
-        let attempts = self.options.max_attempts;
+        let attempts = self.attempts;
         move |e| sdk_error(operation, object, intent, attempts, e)
     }
 
@@ -125,8 +128,15 @@ impl S3Store {
                     .to_owned(),
             });
         }
-        let mut config = aws_sdk_s3::config::Builder::from(&shared)
-            .retry_config(RetryConfig::standard().with_max_attempts(options.max_attempts));
+        let retry = retry_config(
+            options.max_attempts,
+            shared.retry_config(),
+            RETRY_VARIABLES
+                .iter()
+                .any(|name| std::env::var_os(name).is_some()),
+        );
+        let attempts = retry.max_attempts();
+        let mut config = aws_sdk_s3::config::Builder::from(&shared).retry_config(retry);
         if let Some(endpoint) = &options.endpoint_url {
             config = config.endpoint_url(endpoint);
         }
@@ -144,8 +154,31 @@ impl S3Store {
                 prefix,
                 url,
                 options,
+                attempts,
             }),
         })
+    }
+}
+
+/// Environment variables of the SDK's retry settings.
+const RETRY_VARIABLES: [&str; 2] = ["AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"];
+
+/// The retry settings of S3 requests: `attempts` when given; else the AWS configuration's
+/// (`configured`, from the environment or the profile) when the user set it, which
+/// `from_environment` says or a difference from the SDK's default shows; else the SDK's
+/// standard mode with [`DEFAULT_MAX_ATTEMPTS`] attempts.
+fn retry_config(
+    attempts: Option<u32>,
+    configured: Option<&RetryConfig>,
+    from_environment: bool,
+) -> RetryConfig {
+    let sdk_default = RetryConfig::standard();
+    let configured = configured.filter(|c| from_environment || **c != sdk_default);
+    match (attempts, configured) {
+        (Some(n), Some(c)) => c.clone().with_max_attempts(n),
+        (Some(n), None) => sdk_default.with_max_attempts(n),
+        (None, Some(c)) => c.clone(),
+        (None, None) => sdk_default.with_max_attempts(DEFAULT_MAX_ATTEMPTS),
     }
 }
 
@@ -181,7 +214,7 @@ impl Store for S3Store {
                         "check",
                         format!("s3://{}", inner.bucket),
                         Intent::CheckBucket,
-                        inner.options.max_attempts,
+                        inner.attempts,
                         e,
                     )
                 })?;
@@ -389,4 +422,36 @@ async fn read_body(
             ),
             source: Some(Box::new(e)),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_config::retry::RetryMode;
+
+    use super::*;
+
+    #[test]
+    fn attempts_come_from_the_option_else_the_users_aws_configuration_else_five() {
+        let adaptive = RetryConfig::adaptive().with_max_attempts(9);
+        let sdk_default = RetryConfig::standard();
+        // Nothing configured: the SDK's default is raised to ours.
+        let retry = retry_config(None, Some(&sdk_default), false);
+        assert_eq!(retry.max_attempts(), DEFAULT_MAX_ATTEMPTS);
+        assert_eq!(retry.mode(), RetryMode::Standard);
+        assert_eq!(retry_config(None, None, false).max_attempts(), 5);
+        // A profile or environment setting is kept, mode and all.
+        assert_eq!(retry_config(None, Some(&adaptive), false), adaptive);
+        // AWS_MAX_ATTEMPTS=3 equals the SDK's default, but the environment says it was set.
+        assert_eq!(
+            retry_config(None, Some(&sdk_default), true).max_attempts(),
+            3
+        );
+        // The option wins over both, keeping the configured mode.
+        let retry = retry_config(Some(2), Some(&adaptive), true);
+        assert_eq!(
+            (retry.max_attempts(), retry.mode()),
+            (2, RetryMode::Adaptive)
+        );
+        assert_eq!(retry_config(Some(1), None, false).max_attempts(), 1);
+    }
 }

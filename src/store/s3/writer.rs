@@ -148,7 +148,7 @@ impl S3Writer {
                     "create_multipart_upload",
                     self.object.clone(),
                     Intent::Plain,
-                    self.inner.options.max_attempts,
+                    self.inner.attempts,
                     e,
                 )
             })?;
@@ -189,7 +189,7 @@ impl S3Writer {
             .upload_id(&upload.id)
             .part_number(number)
             .body(ByteStream::from(part));
-        let attempts = self.inner.options.max_attempts;
+        let attempts = self.inner.attempts;
         upload.in_flight.spawn(async move {
             let done = request
                 .send()
@@ -253,7 +253,7 @@ impl S3Writer {
                     "complete_multipart_upload",
                     object,
                     Intent::Plain,
-                    self.inner.options.max_attempts,
+                    self.inner.attempts,
                     e,
                 )
             })?;
@@ -275,7 +275,7 @@ impl S3Writer {
                     "abort_multipart_upload",
                     self.object.clone(),
                     Intent::Plain,
-                    self.inner.options.max_attempts,
+                    self.inner.attempts,
                     e,
                 )
             })
