@@ -7,7 +7,8 @@
 //! directory, which holds an exclusively locked `.lock` file for as long as the export runs.
 //! The kernel releases the lock when the process ends, however it ends: a directory whose lock
 //! can be taken belongs to no live export, and the next export spilling to the same place
-//! removes it.
+//! removes it. A directory is created under a hidden name and renamed once locked; one still
+//! under that name an hour later was left by an export killed in between, and is removed too.
 //!
 //! This module owns the export-level directory and its lock only; what goes inside is the
 //! caller's.
@@ -20,8 +21,13 @@ use std::path::{Path, PathBuf};
 const PREFIX: &str = "contrail-spill-";
 
 /// The name of a spill directory while it is being created, before its lock is held. Sweeps
-/// leave these alone.
+/// leave these alone unless they are older than [`ABANDONED_NEW_AFTER`].
 const NEW_PREFIX: &str = ".contrail-new-";
+
+/// A directory still under its creation name this long after it last changed was left by an
+/// export killed between creating and renaming it (a live one renames it at once), so a sweep
+/// removes it.
+const ABANDONED_NEW_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The lock file inside a spill directory.
 const LOCK_FILE: &str = ".lock";
@@ -113,16 +119,20 @@ fn sweep(root: &Path) {
         }
     };
     for entry in entries.flatten() {
-        let is_spill = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|name| name.starts_with(PREFIX));
+        let name = entry.file_name();
+        let name = name.to_str().unwrap_or_default();
+        let (is_spill, is_new) = (name.starts_with(PREFIX), name.starts_with(NEW_PREFIX));
         // Not following symbolic links: only real directories are ever removed.
-        if !is_spill || !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+        if !(is_spill || is_new) || !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
             continue;
         }
         let dir = entry.path();
-        if let Err(error) = remove_if_abandoned(&dir) {
+        let removed = if is_new {
+            remove_if_stale(&dir)
+        } else {
+            remove_if_abandoned(&dir)
+        };
+        if let Err(error) = removed {
             tracing::warn!(
                 path = %dir.display(),
                 error = %error,
@@ -146,11 +156,9 @@ fn remove_if_abandoned(dir: &Path) -> io::Result<()> {
     }
     // The lock is held until the directory is gone, so no other sweep removes it at once.
     let bytes = tree_bytes(dir);
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        // Its export removed it just before releasing the lock, or another sweep did.
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(error),
+    // Gone already: its export removed it just before releasing the lock, or another sweep did.
+    if !remove_tree(dir)? {
+        return Ok(());
     }
     tracing::info!(
         path = %dir.display(),
@@ -158,6 +166,36 @@ fn remove_if_abandoned(dir: &Path) -> io::Result<()> {
         "Removed the spill directory left by an export that did not finish."
     );
     Ok(())
+}
+
+/// Removes `dir`, a directory under its creation name, if it has not changed for
+/// [`ABANDONED_NEW_AFTER`]. It holds at most an empty lock file: no run is written before the
+/// rename.
+fn remove_if_stale(dir: &Path) -> io::Result<()> {
+    let age = std::fs::metadata(dir)?
+        .modified()?
+        .elapsed()
+        .unwrap_or_default();
+    if age < ABANDONED_NEW_AFTER {
+        return Ok(());
+    }
+    if !remove_tree(dir)? {
+        return Ok(());
+    }
+    tracing::info!(
+        path = %dir.display(),
+        "Removed a spill directory left half-created by an export that did not finish."
+    );
+    Ok(())
+}
+
+/// Removes `dir` and everything in it: true if this removed it, false if it was already gone.
+fn remove_tree(dir: &Path) -> io::Result<bool> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(error),
+    }
 }
 
 /// Bytes of the regular files under `dir`, without following symbolic links (best effort).
@@ -272,6 +310,33 @@ mod tests {
         ];
         expected.sort();
         assert_eq!(names(root.path()), expected);
+    }
+
+    #[test]
+    fn a_half_created_directory_is_swept_once_it_is_an_hour_old() {
+        let root = tempfile::tempdir().unwrap();
+        for dir in [".contrail-new-old", ".contrail-new-recent"] {
+            std::fs::create_dir(root.path().join(dir)).unwrap();
+            std::fs::write(root.path().join(dir).join(LOCK_FILE), b"").unwrap();
+        }
+        let old = root.path().join(".contrail-new-old");
+        let two_hours_ago = std::time::SystemTime::now() - 2 * ABANDONED_NEW_AFTER;
+        File::open(&old)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+
+        let spill = SpillRoot::try_new(root.path()).unwrap();
+        let names = names(root.path());
+        assert!(
+            !names.contains(&".contrail-new-old".to_owned()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&".contrail-new-recent".to_owned()),
+            "{names:?}"
+        );
+        drop(spill);
     }
 
     #[test]
