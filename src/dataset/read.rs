@@ -177,11 +177,14 @@ async fn fetch_checked_in_pieces(
         if chunk.len() as u64 != end - offset {
             return Err(size_differs(file, offset + chunk.len() as u64));
         }
-        hasher.update(&chunk);
-        out = tokio::task::spawn_blocking(move || out.write_all(&chunk).map(|()| out))
-            .await
-            .map_err(|e| local(std::io::Error::other(e)))?
-            .map_err(local)?;
+        // Hashing and writing 16 MiB is blocking work: off the async runtime.
+        (out, hasher) = tokio::task::spawn_blocking(move || {
+            hasher.update(&chunk);
+            out.write_all(&chunk).map(|()| (out, hasher))
+        })
+        .await
+        .map_err(|e| local(std::io::Error::other(e)))?
+        .map_err(local)?;
         offset = end;
     }
     if hex(&hasher.finalize()) != file.sha256 {
