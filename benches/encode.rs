@@ -6,8 +6,6 @@
 use arrow::array::{Array, BinaryArray, RecordBatch};
 use contrail::dataset::parquet::{ParquetOptions, write_file};
 use contrail::remap::{PayloadKind, json_to_pickle, split_payload_column};
-use contrail::source::decode::BatchDecoder;
-use contrail::source::decode::copy::CopyFramer;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 mod common;
@@ -15,14 +13,7 @@ mod common;
 const ROWS: usize = 100_000;
 
 fn batch() -> RecordBatch {
-    let stream = common::copy_stream(ROWS);
-    let mut decoder = BatchDecoder::try_new(common::schema(), &common::wires(), ROWS).unwrap();
-    let mut framer = CopyFramer::new();
-    framer.push(&stream);
-    framer
-        .drain(decoder.width(), |fields| decoder.append(fields))
-        .unwrap();
-    decoder.finish().unwrap()
+    common::decoded(ROWS, ROWS).remove(0)
 }
 
 fn encode(c: &mut Criterion) {

@@ -10,39 +10,21 @@ use arrow::compute::{SortColumn, concat_batches, interleave, lexsort_to_indices}
 use contrail::dataset::gather::gather_batches;
 use contrail::dataset::partition::Partitioner;
 use contrail::dataset::spill::{Merge, Spill};
-use contrail::source::decode::BatchDecoder;
-use contrail::source::decode::copy::CopyFramer;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 mod common;
 
 const ROWS: usize = 200_000;
 
-/// Rows as the export decodes them: 8192-row batches, DAGs interleaved as a scheduler inserts.
-fn batches() -> Vec<RecordBatch> {
-    let stream = common::copy_stream(ROWS);
-    let mut decoder = BatchDecoder::try_new(common::schema(), &common::wires(), 8192).unwrap();
-    let mut framer = CopyFramer::new();
-    let mut out = Vec::new();
-    framer.push(&stream);
-    framer
-        .drain(decoder.width(), |fields| {
-            decoder.append(fields)?;
-            if decoder.rows() >= 8192 {
-                out.push(decoder.finish().expect("batch"));
-            }
-            Ok(())
-        })
-        .unwrap();
-    out.push(decoder.finish().unwrap());
-    out
-}
+/// Rows per decoded batch, as the export decodes them.
+const BATCH_ROWS: usize = 8192;
 
 /// Indexes of the sort columns (dag_id, run_id, task_id, map_index) in [`common::schema`].
 const SORT: [usize; 4] = [0, 2, 1, 3];
 
 fn gathers(c: &mut Criterion) {
-    let batches = batches();
+    // DAGs interleaved, as a scheduler inserts them.
+    let batches = common::decoded(ROWS, BATCH_ROWS);
     let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
     // Every row in key order, as the flush gathers a buffer: runs of all DAGs arrive
     // interleaved, so consecutive output rows come from all over the buffer.
@@ -59,7 +41,7 @@ fn gathers(c: &mut Criterion) {
         sorted
             .values()
             .iter()
-            .map(|&i| (i as usize / 8192, i as usize % 8192))
+            .map(|&i| (i as usize / BATCH_ROWS, i as usize % BATCH_ROWS))
             .collect()
     };
     let mut group = c.benchmark_group("gather");
@@ -99,7 +81,7 @@ fn gathers(c: &mut Criterion) {
             }
             let mut rows = 0;
             for (_, runs) in spill.take() {
-                let mut merge = Merge::try_new(&runs, common::schema(), &SORT, 8192).unwrap();
+                let mut merge = Merge::try_new(&runs, common::schema(), &SORT, BATCH_ROWS).unwrap();
                 while let Some(batch) = merge.next_batch().unwrap() {
                     rows += batch.num_rows();
                 }

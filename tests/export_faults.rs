@@ -174,18 +174,16 @@ fn s3_errors_are_retried_then_fail_clearly_leaving_no_manifest_object_or_upload(
         .collect();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let db_url = cluster().url(&db);
-    let out = crate::util::contrail(
-        &[
-            "export",
-            "--db",
-            &db_url,
-            "--to",
-            &url,
-            "--part-size-mib",
-            "5",
-        ],
-        &env,
-    );
+    let args = [
+        "export",
+        "--db",
+        &db_url,
+        "--to",
+        &url,
+        "--part-size-mib",
+        "5",
+    ];
+    let out = crate::util::contrail(&args, &env);
     assert_failed(
         &out,
         &[
@@ -200,15 +198,6 @@ fn s3_errors_are_retried_then_fail_clearly_leaving_no_manifest_object_or_upload(
     let before = proxy.failed();
     let mut fewer = env.clone();
     fewer.push(("AWS_MAX_ATTEMPTS", "2"));
-    let args = [
-        "export",
-        "--db",
-        &db_url,
-        "--to",
-        &url,
-        "--part-size-mib",
-        "5",
-    ];
     let out = crate::util::contrail(&args, &fewer);
     assert_failed(&out, &["upload_part", "server errors after 2 attempts"]);
     assert!(

@@ -5,8 +5,11 @@
 
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use contrail::catalog::WireType;
+use contrail::source::decode::BatchDecoder;
+use contrail::source::decode::copy::CopyFramer;
 
 /// Columns of the benchmark rows: (name, Arrow type, wire type).
 pub fn columns() -> Vec<(&'static str, DataType, WireType)> {
@@ -112,5 +115,28 @@ pub fn copy_stream(rows: usize) -> Vec<u8> {
         }
     }
     out.extend_from_slice(&(-1i16).to_be_bytes());
+    out
+}
+
+/// [`copy_stream`]'s `rows` rows decoded as the export decodes them, in batches of up to
+/// `batch_rows` rows.
+pub fn decoded(rows: usize, batch_rows: usize) -> Vec<RecordBatch> {
+    let stream = copy_stream(rows);
+    let mut decoder = BatchDecoder::try_new(schema(), &wires(), batch_rows).unwrap();
+    let mut framer = CopyFramer::new();
+    let mut out = Vec::new();
+    framer.push(&stream);
+    framer
+        .drain(decoder.width(), |fields| {
+            decoder.append(fields)?;
+            if decoder.rows() >= batch_rows {
+                out.push(decoder.finish().expect("batch"));
+            }
+            Ok(())
+        })
+        .unwrap();
+    if decoder.rows() > 0 {
+        out.push(decoder.finish().unwrap());
+    }
     out
 }
