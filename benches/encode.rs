@@ -25,12 +25,7 @@ fn encode(c: &mut Criterion) {
             let props = ParquetOptions::default()
                 .properties(&batch.schema(), Vec::new())
                 .unwrap();
-            let (stats, bytes) = write_file(
-                std::slice::from_ref(&batch),
-                Vec::with_capacity(8 << 20),
-                props,
-            )
-            .unwrap();
+            let (stats, bytes) = write_file(&batch, Vec::with_capacity(8 << 20), props).unwrap();
             std::hint::black_box((stats, bytes));
         })
     });

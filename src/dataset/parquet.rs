@@ -15,8 +15,6 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
-use crate::dataset::sorted::SortedRows;
-
 /// zstd level. 1, as pyarrow and Arrow C++ default to: on task instances level 3 makes files
 /// about 5% smaller for about 10% more export CPU time (zstd is a fifth of it), and exports are
 /// bound by CPU. Raise it with `--zstd-level` for archives kept long.
@@ -226,34 +224,19 @@ impl<W: Write + Send> BatchWriter<W> {
     }
 }
 
-/// Encodes `batches` as one Parquet file into `sink` and returns its stats and the sink.
+/// Encodes `batch` as one Parquet file into `sink` and returns its stats and the sink.
 ///
-/// # Errors
-/// Parquet or I/O errors from the sink; no batches.
-pub fn write_file<W: Write + Send>(
-    batches: &[RecordBatch],
-    sink: W,
-    properties: WriterProperties,
-) -> Result<(FileStats, W), ParquetError> {
-    let rows = SortedRows::in_order(batches.to_vec())?;
-    write_sorted(&rows, sink, properties)
-}
-
-/// Encodes `rows` in their order as one Parquet file into `sink` and returns its stats and the
-/// sink.
-///
-/// Column by column: each column of a row group is gathered into write order, encoded and
-/// compressed, and appended before the next is gathered, so besides `rows` only one column's
-/// values and the file's compressed pages are in memory.
+/// Column by column: each column of a row group is encoded and compressed and appended before
+/// the next, so besides `batch` only one column chunk's pages are in memory at a time.
 ///
 /// # Errors
 /// Parquet or I/O errors from the sink.
-pub fn write_sorted<W: Write + Send>(
-    rows: &SortedRows,
+pub fn write_file<W: Write + Send>(
+    batch: &RecordBatch,
     sink: W,
     properties: WriterProperties,
 ) -> Result<(FileStats, W), ParquetError> {
-    let schema = rows.schema().clone();
+    let schema = batch.schema();
     let group_rows = properties
         .max_row_group_row_count()
         .unwrap_or(DEFAULT_ROW_GROUP_ROWS)
@@ -263,7 +246,7 @@ pub fn write_sorted<W: Write + Send>(
     let (mut file, factory) =
         ArrowWriter::try_new(HashingWriter::new(sink), schema.clone(), Some(properties))?
             .into_serialized_writer()?;
-    let total = rows.num_rows();
+    let total = batch.num_rows();
     let mut start = 0;
     for group in 0.. {
         if start >= total {
@@ -272,8 +255,8 @@ pub fn write_sorted<W: Write + Send>(
         let end = (start + group_rows).min(total);
         let mut writers = factory.create_column_writers(group)?.into_iter();
         let mut row_group = file.next_row_group()?;
-        for (index, field) in schema.fields().iter().enumerate() {
-            let column = rows.column(index, start..end)?;
+        for (field, column) in schema.fields().iter().zip(batch.columns()) {
+            let column = column.slice(start, end - start);
             for leaf in compute_leaves(field, &column)? {
                 let mut writer = writers.next().ok_or_else(|| {
                     ParquetError::General(format!("no column writer for {}", field.name()))
@@ -326,7 +309,7 @@ mod tests {
         let props = ParquetOptions::default()
             .properties(&schema, vec![("contrail.table".into(), "t".into())])
             .unwrap();
-        let (stats, bytes) = write_file(std::slice::from_ref(&batch), Vec::new(), props).unwrap();
+        let (stats, bytes) = write_file(&batch, Vec::new(), props).unwrap();
         assert_eq!(stats.rows, 2);
         assert_eq!(stats.bytes, bytes.len() as u64);
         assert_eq!(stats.sha256.len(), 64);

@@ -12,7 +12,7 @@ use arrow::error::ArrowError;
 
 use crate::dataset::gather::gather_batches;
 use crate::dataset::layout::day_of_micros;
-use crate::dataset::sorted::{self, SortedRows};
+use crate::dataset::sorted;
 
 const DAY_MICROS: i64 = 86_400_000_000;
 
@@ -38,8 +38,9 @@ pub struct Flushed {
     /// The day (`YYYY-MM-DD`), or `None` for rows with no time; unpartitioned tables use
     /// [`Partitioner::is_partitioned`] to tell.
     pub day: Option<String>,
-    /// The rows, in the order of the table's sort columns.
-    pub rows: SortedRows,
+    /// The rows, in the order of the table's sort columns: a slice of the batch the whole flush
+    /// was gathered into, so [`sorted::slice_memory_size`] tells what it holds.
+    pub rows: RecordBatch,
 }
 
 impl Partitioner {
@@ -107,16 +108,17 @@ impl Partitioner {
         let all = gather_batches(batches, &order)?;
         drop(order);
         let mut start = 0;
-        ends.into_iter()
+        Ok(ends
+            .into_iter()
             .map(|(day, end)| {
-                let rows = SortedRows::in_order(vec![all.slice(start, end - start)])?;
+                let rows = all.slice(start, end - start);
                 start = end;
-                Ok(Flushed {
+                Flushed {
                     day: day.map(|d| day_of_micros(d * DAY_MICROS)),
                     rows,
-                })
+                }
             })
-            .collect()
+            .collect())
     }
 
     /// Records the day of each row of `batch` (buffered as batch `index`): the day of its first
@@ -230,8 +232,8 @@ mod tests {
             ]
         );
         let dag_ids = |f: &Flushed| {
-            let batch = f.rows.to_batch().unwrap();
-            let a = batch
+            let a = f
+                .rows
                 .column(2)
                 .as_any()
                 .downcast_ref::<StringArray>()
@@ -256,11 +258,17 @@ mod tests {
         assert_eq!(flushed[0].rows.num_rows(), 2);
         assert_eq!(flushed[1].rows.num_rows(), 1);
         // Each day is charged the bytes of its own rows, not of the batch it is a slice of.
-        let (two, one) = (flushed[0].rows.memory_size(), flushed[1].rows.memory_size());
+        let (two, one) = (
+            sorted::slice_memory_size(&flushed[0].rows),
+            sorted::slice_memory_size(&flushed[1].rows),
+        );
         assert!(one > 0 && two > one && two < 2 * one + 8, "{two} {one}");
-        let first = flushed[0].rows.to_batch().unwrap();
         assert_eq!(
-            first.column(3).as_primitive::<Int32Type>().values(),
+            flushed[0]
+                .rows
+                .column(3)
+                .as_primitive::<Int32Type>()
+                .values(),
             &[2, 1]
         );
         assert!(p.finish().unwrap().is_empty());

@@ -1,152 +1,18 @@
-//! Rows of one file in their write order, without copying them into one sorted batch first.
+//! The order files are written in: sort keys in arrow's row format, the sort of a day's row
+//! positions by them, and what a batch (or a slice of one) costs in memory.
 //!
-//! Batches are kept as they came; sorting them yields only an order (batch, row), and each
-//! column is gathered in that order slice by slice, as a writer asks for it. The partitioner
-//! does not use this for its flushes: it gathers a whole flush column by column, which is
-//! faster once the rows outgrow the CPU's cache (see [`crate::dataset::gather`]), and hands out
-//! each day as one batch written as it is.
-
-use std::ops::Range;
+//! The partitioner sorts positions, not rows: each day's `(batch, row)` pairs are ordered by
+//! their keys, and the rows are then gathered once, column by column
+//! ([`crate::dataset::gather`]).
 
 use arrow::array::{Array, ArrayRef, RecordBatch};
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::Schema;
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, Rows, SortField};
 
-use crate::dataset::gather::gather;
-
-/// Buffered batches and the order their rows are written in.
-#[derive(Debug)]
-pub struct SortedRows {
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-    /// `(batch, row)` per output row; `None` when there is one batch, written as it is.
-    order: Option<Vec<(usize, usize)>>,
-}
-
-impl SortedRows {
-    /// `batches` in the order they come, rows unchanged.
-    ///
-    /// # Errors
-    /// When `batches` is empty.
-    pub fn in_order(batches: Vec<RecordBatch>) -> Result<Self, ArrowError> {
-        let schema = schema_of(&batches)?;
-        let order = (batches.len() > 1).then(|| identity(&batches));
-        Ok(Self {
-            schema,
-            batches,
-            order,
-        })
-    }
-
-    /// `batches` sorted ascending by the columns at `sort_columns` (NULLs first). Equal keys keep
-    /// their arrival order, so the output is deterministic.
-    ///
-    /// # Errors
-    /// When `batches` is empty, or a sort column cannot be ordered.
-    pub fn sort(batches: Vec<RecordBatch>, sort_columns: &[usize]) -> Result<Self, ArrowError> {
-        let mut order = identity(&batches);
-        if let Some(keys) = sort_keys(&batches, sort_columns)? {
-            sort_order(&keys, &mut order);
-        }
-        Self::from_order(batches, order)
-    }
-
-    /// The rows of `batches` at `order` (`(batch, row)` pairs), written in that order. Other
-    /// rows of the batches are left out; the batches are shared, not copied.
-    ///
-    /// # Errors
-    /// When `batches` is empty.
-    pub fn from_order(
-        batches: Vec<RecordBatch>,
-        order: Vec<(usize, usize)>,
-    ) -> Result<Self, ArrowError> {
-        let schema = schema_of(&batches)?;
-        // All of one batch, in its order: written as it is.
-        let whole = batches.len() == 1
-            && order.len() == batches[0].num_rows()
-            && order
-                .iter()
-                .enumerate()
-                .all(|(i, &(b, r))| b == 0 && r == i);
-        Ok(Self {
-            schema,
-            batches,
-            order: (!whole).then_some(order),
-        })
-    }
-
-    /// The rows' schema.
-    pub fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    /// Number of rows.
-    pub fn num_rows(&self) -> usize {
-        match &self.order {
-            Some(order) => order.len(),
-            None => self.batches.iter().map(RecordBatch::num_rows).sum(),
-        }
-    }
-
-    /// Column `index` of output rows `rows`, in write order.
-    ///
-    /// # Errors
-    /// Only on Arrow errors (a column index out of range).
-    pub fn column(&self, index: usize, rows: Range<usize>) -> Result<ArrayRef, ArrowError> {
-        match (&self.order, self.batches.first()) {
-            (Some(order), _) => {
-                let arrays: Vec<&dyn Array> = self
-                    .batches
-                    .iter()
-                    .map(|b| b.column(index).as_ref())
-                    .collect();
-                gather(&arrays, &order[rows])
-            }
-            (None, Some(batch)) => Ok(batch.column(index).slice(rows.start, rows.len())),
-            (None, None) => Err(ArrowError::InvalidArgumentError("no rows".into())),
-        }
-    }
-
-    /// All rows as one batch, in write order.
-    ///
-    /// # Errors
-    /// Only on Arrow errors.
-    pub fn to_batch(&self) -> Result<RecordBatch, ArrowError> {
-        self.slice(0..self.num_rows())
-    }
-
-    /// Output rows `rows` as one batch, in write order.
-    ///
-    /// # Errors
-    /// Only on Arrow errors (rows out of range).
-    pub fn slice(&self, rows: Range<usize>) -> Result<RecordBatch, ArrowError> {
-        let columns = (0..self.schema.fields().len())
-            .map(|i| self.column(i, rows.clone()))
-            .collect::<Result<Vec<_>, _>>()?;
-        RecordBatch::try_new(self.schema.clone(), columns)
-    }
-
-    /// Bytes of Arrow memory these rows take. Batches written as they are count what their
-    /// rows use (a slice of a larger batch only its part); rows gathered from batches that
-    /// hold other rows too count their share of those batches, pro rata by rows.
-    pub fn memory_size(&self) -> usize {
-        if self.order.is_none() {
-            return self.batches.iter().map(slice_memory_size).sum();
-        }
-        let memory: usize = self
-            .batches
-            .iter()
-            .map(RecordBatch::get_array_memory_size)
-            .sum();
-        let rows: usize = self.batches.iter().map(RecordBatch::num_rows).sum();
-        (memory as u128 * self.num_rows() as u128 / rows.max(1) as u128) as usize
-    }
-}
-
-/// Bytes of the buffers' parts that `batch`'s rows use (less than its buffers' size when it is
-/// a slice).
-fn slice_memory_size(batch: &RecordBatch) -> usize {
+/// Bytes of the buffers' parts that `batch`'s rows use: less than its buffers' size when it is
+/// a slice of a larger batch.
+pub fn slice_memory_size(batch: &RecordBatch) -> usize {
     batch
         .columns()
         .iter()
@@ -157,13 +23,6 @@ fn slice_memory_size(batch: &RecordBatch) -> usize {
                 .unwrap_or_else(|_| column.get_array_memory_size())
         })
         .sum()
-}
-
-fn schema_of(batches: &[RecordBatch]) -> Result<SchemaRef, ArrowError> {
-    batches
-        .first()
-        .map(RecordBatch::schema)
-        .ok_or_else(|| ArrowError::InvalidArgumentError("no rows to write".into()))
 }
 
 /// Converts the sort columns of batches into keys in arrow's row format, which compare as
@@ -241,20 +100,12 @@ pub(crate) fn sort_order(keys: &[Rows], order: &mut [(usize, usize)]) {
     order.sort_by(|a, b| key(a).cmp(&key(b)));
 }
 
-fn identity(batches: &[RecordBatch]) -> Vec<(usize, usize)> {
-    batches
-        .iter()
-        .enumerate()
-        .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
-        .collect()
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{AsArray, Int32Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+    use arrow::array::{Int32Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
 
@@ -278,39 +129,25 @@ pub(crate) mod tests {
         .unwrap()
     }
 
-    fn ns(rows: &SortedRows) -> Vec<i32> {
-        let batch = rows.to_batch().unwrap();
-        batch
-            .column(1)
-            .as_primitive::<Int32Type>()
-            .values()
-            .to_vec()
+    #[test]
+    fn positions_of_several_batches_sort_together_nulls_first_ties_in_arrival_order() {
+        let batches = [
+            batch(&[(Some("b"), 1), (None, 2)]),
+            batch(&[(Some("a"), 3), (Some("b"), 4)]),
+        ];
+        let keys = sort_keys(&batches, &[0]).unwrap().unwrap();
+        let mut order = vec![(0, 0), (0, 1), (1, 0), (1, 1)];
+        sort_order(&keys, &mut order);
+        assert_eq!(order, [(0, 1), (1, 0), (0, 0), (1, 1)]);
+        assert!(sort_keys(&batches, &[]).unwrap().is_none());
     }
 
     #[test]
-    fn rows_of_several_batches_sort_together_nulls_first_ties_in_arrival_order() {
-        let rows = SortedRows::sort(
-            vec![
-                batch(&[(Some("b"), 1), (None, 2)]),
-                batch(&[(Some("a"), 3), (Some("b"), 4)]),
-            ],
-            &[0],
-        )
-        .unwrap();
-        assert_eq!(rows.num_rows(), 4);
-        assert_eq!(ns(&rows), [2, 3, 1, 4]);
-        let middle = rows.column(1, 1..3).unwrap();
-        assert_eq!(middle.as_primitive::<Int32Type>().values(), &[3, 1]);
-    }
-
-    #[test]
-    fn one_sorted_batch_is_written_without_a_copy() {
-        let rows = SortedRows::sort(vec![batch(&[(Some("a"), 1), (Some("b"), 2)])], &[0]).unwrap();
-        assert!(rows.order.is_none());
-        assert_eq!(ns(&rows), [1, 2]);
-        let in_order =
-            SortedRows::in_order(vec![batch(&[(Some("z"), 1)]), batch(&[(Some("a"), 2)])]).unwrap();
-        assert_eq!(ns(&in_order), [1, 2]);
-        assert!(SortedRows::in_order(Vec::new()).is_err());
+    fn a_slice_costs_its_own_rows_not_its_parent() {
+        let rows: Vec<(Option<&str>, i32)> = (0..1000).map(|i| (Some("value"), i)).collect();
+        let whole = batch(&rows);
+        let tenth = whole.slice(0, 100);
+        let (all, part) = (slice_memory_size(&whole), slice_memory_size(&tenth));
+        assert!(part * 9 < all && part * 11 > all, "{part} of {all}");
     }
 }

@@ -25,7 +25,7 @@ use arrow::ipc::writer::StreamWriter;
 use arrow::row::Rows;
 
 use crate::dataset::gather::gather;
-use crate::dataset::sorted::{SortKeys, SortedRows};
+use crate::dataset::sorted::{SortKeys, slice_memory_size};
 
 /// Target size of the batches a run is written in. Rows of a run are read back one batch at a
 /// time, so this (with [`READ_BUFFER_BYTES`]) is the memory a merge holds per run: small, so
@@ -131,15 +131,14 @@ impl Spill {
     ///
     /// # Errors
     /// When the file cannot be written (a full disk, most likely).
-    pub fn write(&self, day: Option<String>, rows: &SortedRows) -> Result<(), SpillError> {
-        let dir = self.dir.path();
+    pub fn write(&self, day: Option<String>, rows: &RecordBatch) -> Result<(), SpillError> {
         let run = self.write_run(|emit| {
             let total = rows.num_rows();
-            let batch_rows = spill_batch_rows(rows.memory_size(), total);
+            let batch_rows = spill_batch_rows(slice_memory_size(rows), total);
             let mut start = 0;
             while start < total {
                 let end = (start + batch_rows).min(total);
-                emit(rows.slice(start..end).map_err(SpillError::writing(dir))?)?;
+                emit(rows.slice(start, end - start))?;
                 start = end;
             }
             Ok(())
@@ -470,9 +469,11 @@ mod tests {
         batch(&[]).schema()
     }
 
+    /// Spills `rows` sorted by key (`None` first, ties in order), as the partitioner does.
     fn spill_sorted(spill: &Spill, day: &str, rows: &[(Option<&str>, i32)]) {
-        let sorted = SortedRows::sort(vec![batch(rows)], &[0]).unwrap();
-        spill.write(Some(day.to_owned()), &sorted).unwrap();
+        let mut rows = rows.to_vec();
+        rows.sort_by_key(|r| r.0);
+        spill.write(Some(day.to_owned()), &batch(&rows)).unwrap();
     }
 
     fn merged(spill: &Spill, runs: &[Run], batch_rows: usize) -> (Vec<Option<String>>, Vec<i32>) {
@@ -595,8 +596,7 @@ mod tests {
             [(Some("b"), 1), (Some("a"), 2)],
             [(Some("c"), 3), (None, 4)],
         ] {
-            let in_order = SortedRows::in_order(vec![batch(&rows)]).unwrap();
-            spill.write(None, &in_order).unwrap();
+            spill.write(None, &batch(&rows)).unwrap();
         }
         let runs = spill.take().remove(&None).unwrap();
         let mut merge = Merge::try_new(&runs, schema(), &[], 3).unwrap();

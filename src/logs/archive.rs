@@ -154,8 +154,7 @@ impl ArchiveWriter {
                     ],
                 )
                 .map_err(|e| e.to_string())?;
-            write_file(std::slice::from_ref(&batch), Vec::new(), properties)
-                .map_err(|e| e.to_string())
+            write_file(&batch, Vec::new(), properties).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())
