@@ -4,6 +4,7 @@
 //! Nothing here talks to PostgreSQL or knows which object store holds the files.
 
 pub mod csv;
+pub mod dictionary;
 pub mod gather;
 pub mod layout;
 pub mod manifest;

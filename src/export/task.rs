@@ -179,7 +179,7 @@ fn merge_runs(
         while let Some(batch) = merge.next_batch().map_err(|e| job.spill_error(e))? {
             let file = match &mut open {
                 Some(file) => file,
-                None => open.insert(files.open(day.as_deref())?),
+                None => open.insert(files.open(day.as_deref(), &batch)?),
             };
             file.write(&batch)?;
             if file.writer.size() >= job.max_file_bytes
@@ -359,8 +359,8 @@ impl OpenFile {
 }
 
 impl FileSink<'_> {
-    /// Starts a new file of partition `day` and its upload.
-    fn open(&mut self, day: Option<&str>) -> Result<OpenFile> {
+    /// Starts a new file of partition `day`, whose rows begin with `first_rows`, and its upload.
+    fn open(&mut self, day: Option<&str>, first_rows: &RecordBatch) -> Result<OpenFile> {
         let job = self.job;
         let n = job.file_counter.fetch_add(1, Ordering::SeqCst);
         let partition =
@@ -374,8 +374,8 @@ impl FileSink<'_> {
         );
         let properties = job
             .parquet
-            .properties(
-                &job.plan.output_schema,
+            .properties_for(
+                first_rows,
                 vec![
                     ("contrail.table".to_owned(), job.plan.table.clone()),
                     (

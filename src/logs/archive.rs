@@ -146,8 +146,8 @@ impl ArchiveWriter {
             });
             let batch = to_batch(&rows)?;
             let properties = parquet
-                .properties(
-                    &batch.schema(),
+                .properties_for(
+                    &batch,
                     vec![
                         ("contrail.table".into(), ARCHIVE_TABLE.into()),
                         ("contrail.archive_id".into(), archive_id),
