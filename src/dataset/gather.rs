@@ -2,7 +2,7 @@
 //! sorted file pays for every value when a flush writes a day's rows in key order.
 
 use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
-use arrow::compute::interleave;
+use arrow::compute::{concat, interleave};
 use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 
@@ -49,6 +49,69 @@ pub fn gather_batches(
         gathered,
         &RecordBatchOptions::new().with_row_count(Some(order.len())),
     )
+}
+
+/// The rows of `batches` at `order`, as one batch, for a merge's output: rows that come in
+/// stretches of one batch's consecutive rows (a run whose keys come before every other run's,
+/// as runs holding different DAGs do) are copied stretch by stretch, and a single stretch is a
+/// slice, copied not at all.
+///
+/// # Errors
+/// When `batches` is empty or of different schemas, or an index is out of range.
+pub fn gather_rows(
+    batches: &[RecordBatch],
+    order: &[(usize, usize)],
+) -> Result<RecordBatch, ArrowError> {
+    let schema = batches
+        .first()
+        .map(RecordBatch::schema)
+        .ok_or_else(|| ArrowError::InvalidArgumentError("no batches to gather from".into()))?;
+    if let Some(&(b, row)) = order
+        .iter()
+        .find(|&&(b, row)| batches.get(b).is_none_or(|batch| row >= batch.num_rows()))
+    {
+        return Err(out_of_range(b, row));
+    }
+    let stretches = stretches(order);
+    if let [(b, start, len)] = stretches[..] {
+        return Ok(batches[b].slice(start, len));
+    }
+    let by_stretch = stretches.len() * MIN_STRETCH_ROWS <= order.len();
+    let columns = (0..schema.fields().len())
+        .map(|c| {
+            let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+            if by_stretch {
+                let slices: Vec<ArrayRef> = stretches
+                    .iter()
+                    .map(|&(b, start, len)| arrays[b].slice(start, len))
+                    .collect();
+                let slices: Vec<&dyn Array> = slices.iter().map(AsRef::as_ref).collect();
+                concat(&slices)
+            } else {
+                gather_checked(&arrays, order)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new_with_options(
+        schema,
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(order.len())),
+    )
+}
+
+/// Average stretch length from which copying stretch by stretch beats a row-by-row gather.
+const MIN_STRETCH_ROWS: usize = 32;
+
+/// `order` as `(batch, first row, rows)` stretches of consecutive rows of one batch.
+fn stretches(order: &[(usize, usize)]) -> Vec<(usize, usize, usize)> {
+    let mut stretches: Vec<(usize, usize, usize)> = Vec::new();
+    for &(b, row) in order {
+        match stretches.last_mut() {
+            Some((last, start, len)) if *last == b && *start + *len == row => *len += 1,
+            _ => stretches.push((b, row, 1)),
+        }
+    }
+    stretches
 }
 
 /// The values of `arrays` at `indices` (`(array, row)` pairs), as one array of their type:
@@ -152,5 +215,56 @@ mod tests {
         assert!(gather(&[never], &[(0, 1)]).is_err());
         assert!(gather(&[never, a.column(0).as_ref()], &[(0, 0)]).is_err());
         assert_eq!(gather(&[never], &[(0, 0), (0, 0)]).expect("nulls").len(), 2);
+    }
+
+    #[test]
+    fn a_merge_gathers_stretches_as_slices_and_single_rows_one_by_one() {
+        let a = batch(
+            &[Some("a0"), Some("a1"), None, Some("a3")],
+            &[Some(0), Some(1), Some(2), None],
+        );
+        let b = batch(&[Some("b0"), Some("b1")], &[Some(10), Some(11)]);
+        let batches = [a, b];
+        let names = |out: &RecordBatch| -> Vec<Option<String>> {
+            out.column(0)
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::to_owned))
+                .collect()
+        };
+        // One stretch: a slice of the batch.
+        let one = gather_rows(&batches, &[(0, 1), (0, 2), (0, 3)]).expect("slice");
+        assert_eq!(one.num_rows(), 3);
+        assert_eq!(names(&one), [Some("a1".into()), None, Some("a3".into())]);
+        // Stretches and single rows, every path the same rows in the same order.
+        let order: Vec<(usize, usize)> = (0..40)
+            .map(|_| (0, 0))
+            .chain([(1, 0), (1, 1), (0, 1), (0, 2), (0, 3), (1, 1)])
+            .collect();
+        let stretched: Vec<(usize, usize)> = order[40..].to_vec();
+        for order in [&order[..], &stretched[..]] {
+            let out = gather_rows(&batches, order).expect("gather");
+            let expected = gather_batches(batches.to_vec(), order).expect("reference");
+            assert_eq!(out, expected);
+        }
+        // Long stretches: copied slice by slice.
+        let text: Vec<String> = (0..64).map(|i| format!("v{i}")).collect();
+        let names: Vec<Option<&str>> = text.iter().map(|t| Some(t.as_str())).collect();
+        let numbers: Vec<Option<i64>> = (0..64).map(|i| (i % 5 != 0).then_some(i)).collect();
+        let big = [batch(&names, &numbers), batch(&names[..40], &numbers[..40])];
+        let order: Vec<(usize, usize)> = (0..40)
+            .map(|r| (0, r))
+            .chain((0..40).map(|r| (1, r)))
+            .chain((40..64).map(|r| (0, r)))
+            .collect();
+        assert_eq!(stretches(&order).len(), 3);
+        let out = gather_rows(&big, &order).expect("by stretch");
+        assert_eq!(
+            out,
+            gather_batches(big.to_vec(), &order).expect("reference")
+        );
+        assert!(gather_rows(&batches, &[(2, 0)]).is_err());
+        assert!(gather_rows(&batches, &[(1, 2)]).is_err());
+        assert!(gather_rows(&[], &[]).is_err());
     }
 }

@@ -17,14 +17,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use arrow::array::{Array, RecordBatch};
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::row::Rows;
 
-use crate::dataset::gather::gather;
+use crate::dataset::gather::gather_rows;
 use crate::dataset::sorted::{SortKeys, slice_memory_size};
 
 /// Target size of the batches a run is written in. Rows of a run are read back one batch at a
@@ -345,17 +345,10 @@ impl Merge {
             .inputs
             .first()
             .map_or(Path::new(""), |i| i.path.as_path());
-        let columns = (0..self.schema.fields().len())
-            .map(|c| {
-                let arrays: Vec<&dyn Array> =
-                    self.staged.iter().map(|b| b.column(c).as_ref()).collect();
-                gather(&arrays, &self.order)
-            })
-            .collect::<Result<Vec<_>, _>>()
+        let batch = gather_rows(&self.staged, &self.order)
+            .and_then(|batch| batch.with_schema(self.schema.clone()))
             .map_err(SpillError::reading(path))?;
         self.order.clear();
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(SpillError::reading(path))?;
         let staged = std::mem::take(&mut self.staged);
         for &i in &self.heap {
             let input = &mut self.inputs[i];
