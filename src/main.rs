@@ -8,10 +8,11 @@ use contrail::cli::{self, Cli, EXIT_ERROR};
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        builder.worker_threads(async_workers());
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: starting the async runtime: {error}");
@@ -40,6 +41,16 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// Threads for the async runtime: half the cores, at least one (`TOKIO_WORKER_THREADS`
+/// overrides). The async side only moves bytes (COPY streams, uploads, API calls); decoding,
+/// sorting and encoding run on blocking threads, one per job, beside the PostgreSQL backends
+/// they read from. A worker per core only adds threads contending for the same cores: on 2
+/// cores, one worker instead of two halved the export's context switches and cut its wall
+/// time about 6% (2M task instances, 5 alternating rounds).
+fn async_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 /// Keeps glibc's malloc from holding freed memory: with an arena per thread and an mmap
