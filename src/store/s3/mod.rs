@@ -131,9 +131,7 @@ impl S3Store {
         let retry = retry_config(
             options.max_attempts,
             shared.retry_config(),
-            RETRY_VARIABLES
-                .iter()
-                .any(|name| std::env::var_os(name).is_some()),
+            RETRY_VARIABLES.iter().any(|name| env_set(name)),
         );
         let attempts = retry.max_attempts();
         let mut config = aws_sdk_s3::config::Builder::from(&shared).retry_config(retry);
@@ -184,10 +182,14 @@ fn retry_config(
 
 /// Whether the environment overrides the S3 endpoint (and the SDK is not told to ignore it).
 fn endpoint_in_environment() -> bool {
-    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
     let ignored = std::env::var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
         .is_ok_and(|v| v.eq_ignore_ascii_case("true"));
-    !ignored && ENDPOINT_VARIABLES.iter().any(|name| set(name))
+    !ignored && ENDPOINT_VARIABLES.iter().any(|name| env_set(name))
+}
+
+/// Whether environment variable `name` holds a value (set but blank counts as unset).
+fn env_set(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
 }
 
 /// A key check failure, or the key itself.
