@@ -5,7 +5,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int32Type, TimestampMicrosecondType};
 use contrail::catalog::Catalog;
 use contrail::catalog::detect;
-use contrail::source::query::{self, ReadPlan};
+use contrail::source::query::{self, Output, ReadPlan};
 use contrail::source::{DatabaseUrl, connect, read};
 
 use crate::util::fixtures::ddl_fixtures;
@@ -139,5 +139,35 @@ async fn a_2_10_history_reads_as_canonical_rows() {
         ti.orphan_flag
             .map(|i| batch.column(i).as_boolean().true_count()),
         Some(0)
+    );
+
+    // Columns 2.10 lacks (3.x's uuid `id`, `dag_version_id`) are not asked of the server: the
+    // canonical batch gets them as NULL columns of their type.
+    let names: Vec<&str> = ti
+        .output_schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    for absent in ["id", "dag_version_id"] {
+        let at = names.iter().position(|n| *n == absent).unwrap();
+        assert_eq!(ti.outputs[at], Output::Null, "{absent}");
+    }
+    assert!(
+        ti.select.iter().all(|s| !s.starts_with("NULL")),
+        "{:?}",
+        ti.select
+    );
+    let canonical = contrail::remap::assemble(&ti, &batch).unwrap();
+    assert_eq!(canonical.num_rows(), 7);
+    let id = canonical.column(canonical.schema().index_of("id").unwrap());
+    assert_eq!(id.null_count(), 7);
+    assert_eq!(
+        id.data_type(),
+        canonical
+            .schema()
+            .field_with_name("id")
+            .unwrap()
+            .data_type()
     );
 }

@@ -1,11 +1,12 @@
 //! From a decoded batch to the canonical batch: columns the source query already produced pass
-//! through; payload columns are decoded from their raw bytes (each raw column once).
+//! through; payload columns are decoded from their raw bytes (each raw column once); columns the
+//! source version lacks are all NULL.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, RecordBatch};
+use arrow::array::{ArrayRef, AsArray, RecordBatch, RecordBatchOptions, new_null_array};
 use arrow::error::ArrowError;
 
 use crate::remap::{PayloadKind, split_payload_column};
@@ -18,9 +19,10 @@ use crate::source::query::{Output, PayloadPart, ReadPlan};
 pub fn assemble(plan: &ReadPlan, decoded: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     let mut payloads: HashMap<(usize, PayloadKind), (ArrayRef, ArrayRef)> = HashMap::new();
     let mut columns = Vec::with_capacity(plan.outputs.len());
-    for output in &plan.outputs {
+    for (output, field) in plan.outputs.iter().zip(plan.output_schema.fields()) {
         let column = match output {
             Output::Column(index) => decoded.column(*index).clone(),
+            Output::Null => new_null_array(field.data_type(), decoded.num_rows()),
             Output::Payload { raw, kind, part } => {
                 let (json, raw_bytes) = match payloads.entry((*raw, *kind)) {
                     Entry::Occupied(entry) => entry.into_mut(),
@@ -43,5 +45,9 @@ pub fn assemble(plan: &ReadPlan, decoded: &RecordBatch) -> Result<RecordBatch, A
         };
         columns.push(column);
     }
-    RecordBatch::try_new(plan.output_schema.clone(), columns)
+    RecordBatch::try_new_with_options(
+        plan.output_schema.clone(),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(decoded.num_rows())),
+    )
 }

@@ -35,6 +35,9 @@ pub enum PayloadPart {
 pub enum Output {
     /// The decoded column at this index, as is.
     Column(usize),
+    /// NULL in every row: the source version has no such column (a 3.x column read from
+    /// 2.10). Made by the client, so the server neither selects nor sends it.
+    Null,
     /// Derived from the raw bytes column at this index.
     Payload {
         /// Index of the raw bytes column in the decoded batch.
@@ -209,9 +212,10 @@ fn build(
                 };
                 match builder.raw_column(raw)? {
                     Some(raw) => Output::Payload { raw, kind, part },
-                    None => Output::Column(builder.push_null(&column.name, column.ty)),
+                    None => Output::Null,
                 }
             }
+            Source::Null => Output::Null,
             source => {
                 let looked_up = builder.run_columns.len();
                 let expr = builder.expression(&source, column.ty).map_err(plan_error)?;
@@ -246,6 +250,12 @@ fn build(
         builder.wires.push(WireType::Bool);
         index
     });
+    if builder.select.is_empty() {
+        return Err(plan_error(format!(
+            "{} has no column this version of Airflow stores",
+            canonical.name
+        )));
+    }
     let from = builder.join_clause(&table.name).map_err(plan_error)?;
     Ok(Some(ReadPlan {
         table: canonical.name.clone(),
@@ -334,19 +344,6 @@ impl PlanBuilder<'_> {
         self.fields.push(Field::new(name, target, true));
         self.wires.push(wire);
         self.select.len() - 1
-    }
-
-    fn push_null(&mut self, name: &str, ty: CanonicalType) -> usize {
-        let cast = pg_type_for(ty);
-        let wire = cast.wire().unwrap_or(WireType::Text);
-        self.push_expr(
-            name,
-            ty,
-            Typed {
-                sql: format!("NULL::{cast}"),
-                wire,
-            },
-        )
     }
 
     /// Selects column `name` of the table as raw bytes for payload decoding, once.
