@@ -3,7 +3,7 @@
 
 use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
 use arrow::compute::{concat, interleave};
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
 
 /// The rows of `batches` at `order` (`(batch, row)` pairs), as one batch.
@@ -20,17 +20,7 @@ pub fn gather_batches(
     batches: Vec<RecordBatch>,
     order: &[(usize, usize)],
 ) -> Result<RecordBatch, ArrowError> {
-    let schema = batches
-        .first()
-        .map(RecordBatch::schema)
-        .ok_or_else(|| ArrowError::InvalidArgumentError("no batches to gather from".into()))?;
-    let lengths: Vec<usize> = batches.iter().map(RecordBatch::num_rows).collect();
-    if let Some(&(b, row)) = order
-        .iter()
-        .find(|&&(b, row)| lengths.get(b).is_none_or(|&len| row >= len))
-    {
-        return Err(out_of_range(b, row));
-    }
+    let schema = checked_schema(&batches, order)?;
     let mut columns: Vec<Vec<ArrayRef>> = (0..schema.fields().len())
         .map(|c| batches.iter().map(|b| b.column(c).clone()).collect())
         .collect();
@@ -62,16 +52,7 @@ pub fn gather_rows(
     batches: &[RecordBatch],
     order: &[(usize, usize)],
 ) -> Result<RecordBatch, ArrowError> {
-    let schema = batches
-        .first()
-        .map(RecordBatch::schema)
-        .ok_or_else(|| ArrowError::InvalidArgumentError("no batches to gather from".into()))?;
-    if let Some(&(b, row)) = order
-        .iter()
-        .find(|&&(b, row)| batches.get(b).is_none_or(|batch| row >= batch.num_rows()))
-    {
-        return Err(out_of_range(b, row));
-    }
+    let schema = checked_schema(batches, order)?;
     let stretches = stretches(order);
     if let [(b, start, len)] = stretches[..] {
         return Ok(batches[b].slice(start, len));
@@ -112,6 +93,24 @@ fn stretches(order: &[(usize, usize)]) -> Vec<(usize, usize, usize)> {
         }
     }
     stretches
+}
+
+/// The schema of `batches`, once every `(batch, row)` of `order` is known to be in them.
+fn checked_schema(
+    batches: &[RecordBatch],
+    order: &[(usize, usize)],
+) -> Result<SchemaRef, ArrowError> {
+    let schema = batches
+        .first()
+        .map(RecordBatch::schema)
+        .ok_or_else(|| ArrowError::InvalidArgumentError("no batches to gather from".into()))?;
+    match order
+        .iter()
+        .find(|&&(b, row)| batches.get(b).is_none_or(|batch| row >= batch.num_rows()))
+    {
+        Some(&(b, row)) => Err(out_of_range(b, row)),
+        None => Ok(schema),
+    }
 }
 
 /// The values of `arrays` (of one type) at `indices` (`(array, row)` pairs, known to be in
