@@ -31,6 +31,13 @@ async fn try_connect(url: &str) -> Result<tokio_postgres::Client, (Error, String
     try_connect_with_env(url, &[]).await
 }
 
+/// The message of the TLS error that connecting to `url` with the environment `env` fails with.
+async fn tls_error(url: &str, env: &[(&str, &str)]) -> String {
+    let (error, message) = try_connect_with_env(url, env).await.unwrap_err();
+    assert!(matches!(error, Error::Tls { .. }), "{error:?}");
+    message
+}
+
 /// [`try_connect`] with the environment variables `env` and no others.
 async fn try_connect_with_env(
     url: &str,
@@ -74,10 +81,7 @@ fn path(file: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plaintext_is_refused_and_the_error_says_tls_is_required() {
-    let (error, message) = try_connect(&tls_url("127.0.0.1", "sslmode=disable"))
-        .await
-        .unwrap_err();
-    assert!(matches!(error, Error::Tls { .. }), "{error:?}");
+    let message = tls_error(&tls_url("127.0.0.1", "sslmode=disable"), &[]).await;
     assert!(
         message.contains("accepts only TLS connections"),
         "{message}"
@@ -127,13 +131,11 @@ async fn verify_full_accepts_the_servers_ca_and_refuses_another() {
 
     let other = path(&certs.other_ca);
     for mode in ["verify-full", "verify-ca", "require"] {
-        let (error, message) = try_connect(&tls_url(
-            "localhost",
-            &format!("sslmode={mode}&sslrootcert={other}"),
-        ))
-        .await
-        .unwrap_err();
-        assert!(matches!(error, Error::Tls { .. }), "{error:?}");
+        let message = tls_error(
+            &tls_url("localhost", &format!("sslmode={mode}&sslrootcert={other}")),
+            &[],
+        )
+        .await;
         assert!(
             message.contains(&format!(
                 "the server's certificate is not signed by the roots in {other}"
@@ -158,13 +160,14 @@ async fn verify_full_accepts_the_servers_ca_and_refuses_another() {
 async fn a_host_name_the_certificate_lacks_fails_verify_full_but_passes_verify_ca() {
     // The certificate names `localhost`, not 127.0.0.1.
     let ca = path(&tls_cluster().certs().ca);
-    let (error, message) = try_connect(&tls_url(
-        "127.0.0.1",
-        &format!("sslmode=verify-full&sslrootcert={ca}"),
-    ))
-    .await
-    .unwrap_err();
-    assert!(matches!(error, Error::Tls { .. }), "{error:?}");
+    let message = tls_error(
+        &tls_url(
+            "127.0.0.1",
+            &format!("sslmode=verify-full&sslrootcert={ca}"),
+        ),
+        &[],
+    )
+    .await;
     assert!(
         message.contains("not valid for host 127.0.0.1"),
         "{message}"
@@ -207,8 +210,7 @@ async fn a_server_without_tls_is_refused_when_tls_is_required() {
             "postgresql://postgres:hunter2@127.0.0.1:{}/{db}?{query}",
             cluster().port()
         );
-        let (error, message) = try_connect(&url).await.unwrap_err();
-        assert!(matches!(error, Error::Tls { .. }), "{error:?}");
+        let message = tls_error(&url, &[]).await;
         assert!(
             message.contains("the server does not accept TLS connections"),
             "{message}"
@@ -230,10 +232,7 @@ async fn pgsslmode_and_pgsslrootcert_apply_unless_the_url_says_otherwise() {
         .unwrap();
     assert!(server_sees_tls(&client).await);
     // verify-full from the environment checks the name: the certificate names localhost only.
-    let (error, message) = try_connect_with_env(&tls_url("127.0.0.1", ""), &env)
-        .await
-        .unwrap_err();
-    assert!(matches!(error, Error::Tls { .. }), "{error:?}");
+    let message = tls_error(&tls_url("127.0.0.1", ""), &env).await;
     assert!(
         message.contains("not valid for host 127.0.0.1"),
         "{message}"
@@ -293,10 +292,7 @@ async fn the_root_file_in_home_makes_require_verify_and_serves_verify_full() {
     let env = [("HOME", home_dir.as_str())];
 
     std::fs::copy(&certs.other_ca, &root_file).unwrap();
-    let (error, message) = try_connect_with_env(&tls_url("127.0.0.1", "sslmode=require"), &env)
-        .await
-        .unwrap_err();
-    assert!(matches!(error, Error::Tls { .. }), "{error:?}");
+    let message = tls_error(&tls_url("127.0.0.1", "sslmode=require"), &env).await;
     assert!(
         message.contains(&format!("not signed by the roots in {}", path(&root_file))),
         "{message}"
