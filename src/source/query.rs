@@ -394,13 +394,8 @@ impl PlanBuilder<'_> {
         let table = self.table;
         Ok(match source {
             Source::Column(name) => self.column(T, Some(table), name),
-            Source::Null => {
-                let cast = pg_type_for(ty);
-                Typed {
-                    sql: format!("NULL::{cast}"),
-                    wire: cast.wire().unwrap_or(WireType::Text),
-                }
-            }
+            // The plan makes these client-side (`Output::Null`); they are never selected.
+            Source::Null => return Err("a column with no source has no SQL expression".into()),
             Source::Value(literal) => {
                 let cast = pg_type_for(ty);
                 Typed {
