@@ -3,10 +3,11 @@
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int32Type, TimestampMicrosecondType};
-use contrail::catalog::Catalog;
-use contrail::catalog::detect;
+use contrail::catalog::detect::{self, LiveSchema};
+use contrail::catalog::{Catalog, SchemaVersion};
 use contrail::source::query::{self, Output, ReadPlan};
 use contrail::source::{DatabaseUrl, connect, read};
+use tokio_postgres::Client;
 
 use crate::util::fixtures::ddl_fixtures;
 use crate::util::pg::cluster;
@@ -29,12 +30,30 @@ async fn read_all(url: &str, plan: &ReadPlan) -> Vec<RecordBatch> {
     decoder.await.unwrap().unwrap()
 }
 
-async fn plans_for(db: &str) -> Vec<ReadPlan> {
+/// A client of `db`, its Airflow schema version and its live tables.
+async fn inspect(db: &str) -> (Client, &'static SchemaVersion, LiveSchema) {
     let catalog = Catalog::builtin().unwrap();
     let client = cluster().client(db).await;
     let revisions = detect::read_revisions(&client, "public", db).await.unwrap();
     let version = detect::version_for_revisions(catalog, &revisions).unwrap();
     let live = detect::introspect(&client, "public").await.unwrap();
+    (client, version, live)
+}
+
+/// A database of Airflow 2.10's DDL holding the small hand-written history.
+fn small_2_10_history() -> String {
+    let db = cluster().db_from_fixture("airflow-2.10.5");
+    let history = std::fs::read_to_string(
+        crate::util::repo_root().join("tests/fixtures/history-2.10-small.sql"),
+    )
+    .unwrap();
+    cluster().psql(&db, &history);
+    db
+}
+
+async fn plans_for(db: &str) -> Vec<ReadPlan> {
+    let catalog = Catalog::builtin().unwrap();
+    let (_, version, live) = inspect(db).await;
     let schema = catalog.schema(version);
     catalog
         .canonical()
@@ -78,12 +97,7 @@ async fn every_table_of_every_version_reads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_2_10_history_reads_as_canonical_rows() {
-    let db = cluster().db_from_fixture("airflow-2.10.5");
-    let history = std::fs::read_to_string(
-        crate::util::repo_root().join("tests/fixtures/history-2.10-small.sql"),
-    )
-    .unwrap();
-    cluster().psql(&db, &history);
+    let db = small_2_10_history();
     let plans = plans_for(&db).await;
     let plan = |name: &str| plans.iter().find(|p| p.table == name).unwrap().clone();
 
@@ -169,5 +183,91 @@ async fn a_2_10_history_reads_as_canonical_rows() {
             .field_with_name("id")
             .unwrap()
             .data_type()
+    );
+}
+
+/// With the run index, task_instance's select list is the table's own columns in the table's
+/// order and nothing else (PostgreSQL then sends stored rows without projecting them), and the
+/// canonical rows are exactly those of the plan where PostgreSQL joins `dag_run`, orphans too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_index_plan_selects_stored_rows_as_they_are() {
+    use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
+    use contrail::source::runs::RunIndex;
+
+    let db = small_2_10_history();
+    cluster().psql(
+        &db,
+        // A run that does not exist: the foreign key bypassed, as in databases repaired by hand.
+        "SET session_replication_role = replica; \
+         INSERT INTO task_instance (task_id, dag_id, run_id, map_index, pool, pool_slots) \
+         VALUES ('lost', 'etl_daily', 'manual__no_such_run', -1, 'default_pool', 1)",
+    );
+    let catalog = Catalog::builtin().unwrap();
+    let (client, version, live) = inspect(&db).await;
+    let canonical = catalog
+        .canonical()
+        .iter()
+        .find(|c| c.name == "task_instance")
+        .unwrap();
+    let table = catalog.schema(version).table("task_instance").unwrap();
+    let indexed = query::plan_with_run_lookup(canonical, version, table, &live, "public")
+        .unwrap()
+        .unwrap();
+    let joined = query::plan(canonical, version, table, &live, "public").unwrap();
+
+    let stored: Vec<String> = live.tables["task_instance"]
+        .columns
+        .iter()
+        .map(|c| format!("t.\"{}\"", c.name))
+        .collect();
+    assert_eq!(indexed.select, stored);
+
+    let lookup = indexed.run_lookup.as_ref().unwrap();
+    let runs = RunIndex::load(&client, "public", &lookup.column, 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    let url = cluster().url(&db);
+    let canonical_rows = |plan: &ReadPlan, batches: Vec<RecordBatch>| {
+        let batches: Vec<RecordBatch> = batches
+            .iter()
+            .map(|b| match &plan.run_lookup {
+                Some(lookup) => runs.fill(lookup, plan.orphan_flag, b).unwrap(),
+                None => b.clone(),
+            })
+            .collect();
+        let orphans: usize = batches
+            .iter()
+            .map(|b| {
+                b.column(plan.orphan_flag.unwrap())
+                    .as_boolean()
+                    .true_count()
+            })
+            .sum();
+        let rows: Vec<RecordBatch> = batches
+            .iter()
+            .map(|b| contrail::remap::assemble(plan, b).unwrap())
+            .collect();
+        let rows = arrow::compute::concat_batches(&plan.output_schema, &rows).unwrap();
+        let keys: Vec<SortColumn> = ["dag_id", "run_id", "task_id", "map_index"]
+            .iter()
+            .map(|k| SortColumn {
+                values: rows.column(rows.schema().index_of(k).unwrap()).clone(),
+                options: None,
+            })
+            .collect();
+        let order = lexsort_to_indices(&keys, None).unwrap();
+        (take_record_batch(&rows, &order).unwrap(), orphans)
+    };
+    let (by_index, index_orphans) = canonical_rows(&indexed, read_all(&url, &indexed).await);
+    let (by_join, join_orphans) = canonical_rows(&joined, read_all(&url, &joined).await);
+    assert_eq!(by_index.num_rows(), 8);
+    assert_eq!((index_orphans, join_orphans), (1, 1));
+    assert_eq!(by_index, by_join);
+    let logical = by_index.column(by_index.schema().index_of("logical_date").unwrap());
+    assert_eq!(
+        logical.null_count(),
+        1,
+        "only the orphan has no logical date"
     );
 }

@@ -212,8 +212,8 @@ impl RunIndex {
         Some(self.dates_valid.get_bit(slot).then(|| self.dates[slot]))
     }
 
-    /// Fills the placeholders of `lookup` in `batch` with each row's run date, and the orphan
-    /// flag column (when given) with whether the row's run is missing.
+    /// `batch` (as decoded) followed by the placeholders of `lookup`: each row's run date, and
+    /// the orphan flag column (when given) telling whether the row's run is missing.
     ///
     /// # Errors
     /// When the key columns are not text, which would be a bug in the plan.
@@ -249,25 +249,33 @@ impl RunIndex {
             TimestampMicrosecondArray::new(dates.into(), Some(NullBuffer::new(valid)))
                 .with_timezone("UTC"),
         );
+        let orphans: ArrayRef = Arc::new(BooleanArray::new(!&found.finish(), None));
         let mut columns = batch.columns().to_vec();
-        for &index in &lookup.fills {
-            let column = match columns[index].data_type() {
-                DataType::Timestamp(TimeUnit::Microsecond, _) => {
-                    arrow::compute::cast(&dates, columns[index].data_type())?
+        for (index, field) in lookup.schema.fields().iter().enumerate() {
+            if index < batch.num_columns() {
+                continue;
+            }
+            let column = if lookup.fills.contains(&index) {
+                match field.data_type() {
+                    DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                        arrow::compute::cast(&dates, field.data_type())?
+                    }
+                    other => {
+                        return Err(ArrowError::InvalidArgumentError(format!(
+                            "run date placeholder {index} is {other}, not a timestamp"
+                        )));
+                    }
                 }
-                other => {
-                    return Err(ArrowError::InvalidArgumentError(format!(
-                        "run date placeholder {index} is {other}, not a timestamp"
-                    )));
-                }
+            } else if orphan_flag == Some(index) {
+                orphans.clone()
+            } else {
+                return Err(ArrowError::InvalidArgumentError(format!(
+                    "placeholder {index} is neither a run date nor the orphan flag"
+                )));
             };
-            columns[index] = column;
+            columns.push(column);
         }
-        if let Some(flag) = orphan_flag {
-            let orphans = BooleanArray::new(!&found.finish(), None);
-            columns[flag] = Arc::new(orphans);
-        }
-        RecordBatch::try_new(batch.schema(), columns)
+        RecordBatch::try_new(lookup.schema.clone(), columns)
     }
 
     fn insert_batch(&mut self, batch: &RecordBatch) {
@@ -368,19 +376,27 @@ fn hash_key(hasher: &DefaultHashBuilder, dag_id: &str, run_id: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use arrow::array::StringArray;
+    use arrow::datatypes::SchemaRef;
 
     use super::*;
 
-    fn batch(rows: &[(Option<&str>, Option<&str>)]) -> RecordBatch {
+    /// The filled batch's schema: two decoded key columns, then the two placeholders.
+    fn filled_schema() -> SchemaRef {
         let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-        let schema = Arc::new(Schema::new(vec![
+        Arc::new(Schema::new(vec![
             Field::new("dag_id", DataType::Utf8, true),
             Field::new("run_id", DataType::Utf8, true),
-            Field::new("logical_date", ts.clone(), true),
-            Field::new("__orphan", DataType::Boolean, true),
-        ]));
+            Field::new("logical_date", ts, true),
+            Field::new("__orphan", DataType::Boolean, false),
+        ]))
+    }
+
+    /// A decoded batch: the key columns only, as the server sends them.
+    fn batch(rows: &[(Option<&str>, Option<&str>)]) -> RecordBatch {
+        let schema = filled_schema();
+        let keys = Arc::new(Schema::new(schema.fields()[..2].to_vec()));
         RecordBatch::try_new(
-            schema,
+            keys,
             vec![
                 Arc::new(StringArray::from(
                     rows.iter().map(|r| r.0).collect::<Vec<_>>(),
@@ -388,10 +404,6 @@ mod tests {
                 Arc::new(StringArray::from(
                     rows.iter().map(|r| r.1).collect::<Vec<_>>(),
                 )),
-                Arc::new(
-                    TimestampMicrosecondArray::from(vec![None; rows.len()]).with_timezone("UTC"),
-                ),
-                Arc::new(BooleanArray::from(vec![None; rows.len()])),
             ],
         )
         .unwrap()
@@ -424,6 +436,7 @@ mod tests {
             dag_id: 0,
             run_id: 1,
             fills: vec![2],
+            schema: filled_schema(),
         };
         let filled = index
             .fill(
