@@ -5,11 +5,14 @@
 //! lives only in `dag_run`. A `LEFT JOIN dag_run` in the `COPY` query makes PostgreSQL hash two
 //! strings and build a joined tuple per row, which costs about half again the table's raw `COPY`
 //! time. Runs are far fewer than task instances, so they are read once per export into a compact
-//! index (run ids in one byte arena, a hash table of `u32` slots) and looked up as rows are
-//! decoded. The index has a memory budget: a `dag_run` table too big for it is left to
-//! PostgreSQL's join, so memory stays bounded by configuration.
+//! index and looked up as rows are decoded. The index keeps no strings: a run is known by a
+//! 96-bit fingerprint of its key (a 64-bit hash, which also places it in the hash table, and 32
+//! bits of a second hash with an independent random key), 26 bytes per run with its date. Two
+//! runs with one fingerprint (about 1 in 10^17 for a million runs) make the index refuse to
+//! serve, so a lookup never confuses two runs. The index has a memory budget: a `dag_run` table
+//! too big for it is left to PostgreSQL's join, so memory stays bounded by configuration.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use arrow::array::BooleanBufferBuilder;
@@ -29,25 +32,28 @@ use crate::error::{Error, Result};
 use crate::source::query::RunLookup;
 use crate::source::read;
 
-/// Default memory for the run index: about 400,000 runs with typical run ids (60 bytes each).
-/// With the default job buffers it keeps a two-job export under 200 MB; a bigger `dag_run` is
-/// joined by PostgreSQL instead, which costs time, not memory.
+/// Default memory for the run index: about 900,000 runs. With the default job buffers it keeps
+/// a two-job export under 200 MB; a bigger `dag_run` is joined by PostgreSQL instead, which
+/// costs time, not memory.
 pub const DEFAULT_RUN_INDEX_MEMORY: usize = 24 * 1024 * 1024;
 
 /// The runs of one snapshot and one `dag_run` timestamp column.
 #[derive(Debug)]
 pub struct RunIndex {
     column: String,
-    dag_names: Vec<Box<str>>,
-    dag_numbers: HashTable<u32>,
-    /// Run ids back to back; run `i` is `run_ids[ends[i - 1]..ends[i]]`.
-    run_ids: Vec<u8>,
-    ends: Vec<u32>,
-    dags: Vec<u32>,
+    /// Each run's key hashed by `hasher` (the hash table's hash).
+    hashes: Vec<u64>,
+    /// Each run's key hashed by `checker`, low 32 bits.
+    checks: Vec<u32>,
     dates: Vec<i64>,
     dates_valid: BooleanBufferBuilder,
+    /// Run numbers (indexes into the vectors above) by `hashes`.
     slots: HashTable<u32>,
     hasher: DefaultHashBuilder,
+    /// SipHash with its own random key: independent of `hasher`.
+    checker: RandomState,
+    /// Whether two runs had the same fingerprint (or `dag_run` held a key twice).
+    ambiguous: bool,
 }
 
 impl RunIndex {
@@ -55,25 +61,23 @@ impl RunIndex {
     pub fn new(column: &str) -> Self {
         Self {
             column: column.to_owned(),
-            dag_names: Vec::new(),
-            dag_numbers: HashTable::new(),
-            run_ids: Vec::new(),
-            ends: Vec::new(),
-            dags: Vec::new(),
+            hashes: Vec::new(),
+            checks: Vec::new(),
             dates: Vec::new(),
             dates_valid: BooleanBufferBuilder::new(0),
             slots: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
+            checker: RandomState::new(),
+            ambiguous: false,
         }
     }
 
-    /// An empty index with room for `runs` runs whose run ids take `run_id_bytes` in all, so
-    /// that a table of known size is held without the slack of growing vectors.
-    pub fn with_capacity(column: &str, runs: usize, run_id_bytes: usize) -> Self {
+    /// An empty index with room for `runs` runs, so that a table of known size is held without
+    /// the slack of growing vectors.
+    pub fn with_capacity(column: &str, runs: usize) -> Self {
         let mut index = Self::new(column);
-        index.run_ids.reserve_exact(run_id_bytes);
-        index.ends.reserve_exact(runs);
-        index.dags.reserve_exact(runs);
+        index.hashes.reserve_exact(runs);
+        index.checks.reserve_exact(runs);
         index.dates.reserve_exact(runs);
         index.dates_valid = BooleanBufferBuilder::new(runs);
         index.slots.reserve(runs, |_| 0);
@@ -92,8 +96,8 @@ impl RunIndex {
         column: &str,
         budget: usize,
     ) -> Result<Option<Self>> {
-        let (runs, run_id_bytes) = estimate(client, schema).await?;
-        if runs * BYTES_PER_RUN + run_id_bytes > budget {
+        let runs = estimate(client, schema).await?;
+        if runs * BYTES_PER_RUN > budget {
             return Ok(None);
         }
         let statement = format!(
@@ -112,7 +116,7 @@ impl RunIndex {
         let (tx, rx) = mpsc::channel(read::DEFAULT_CHUNKS_IN_FLIGHT);
         let column_name = column.to_owned();
         let builder = tokio::task::spawn_blocking(move || {
-            let mut index = RunIndex::with_capacity(&column_name, runs, run_id_bytes);
+            let mut index = RunIndex::with_capacity(&column_name, runs);
             let mut over_budget = false;
             let decoded = read::decode_stream(
                 "dag_run",
@@ -133,6 +137,14 @@ impl RunIndex {
                 },
             );
             match decoded {
+                Ok(_) if index.ambiguous => {
+                    tracing::warn!(
+                        runs = index.len(),
+                        "Two DAG runs have the same fingerprint in the run index (or dag_run \
+                         holds a key twice); PostgreSQL joins dag_run instead."
+                    );
+                    Ok(None)
+                }
                 Ok(_) => Ok(Some(index)),
                 Err(_) if over_budget => Ok(None),
                 Err(error) => Err(error),
@@ -153,62 +165,51 @@ impl RunIndex {
 
     /// Number of runs.
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.hashes.len()
     }
 
     /// Whether the index holds no run.
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.hashes.is_empty()
+    }
+
+    /// Whether two runs could not be told apart, so that the index must not be used.
+    pub fn is_ambiguous(&self) -> bool {
+        self.ambiguous
     }
 
     /// Bytes held, counting reserved capacity.
     pub fn memory(&self) -> usize {
-        self.run_ids.capacity()
-            + self.ends.capacity() * 4
-            + self.dags.capacity() * 4
+        self.hashes.capacity() * 8
+            + self.checks.capacity() * 4
             + self.dates.capacity() * 8
             + self.dates_valid.capacity() / 8
             + self.slots.capacity() * 5 * 8 / 7
-            + self.dag_numbers.capacity() * 5 * 8 / 7
-            + self.dag_names.iter().map(|n| n.len() + 16).sum::<usize>()
     }
 
     /// Adds one run. Runs with a NULL `dag_id` or `run_id` cannot be referenced and are not
-    /// added; a later duplicate of a key is ignored (`dag_run` has it unique).
+    /// added. A key whose fingerprint is already held makes the index ambiguous.
     pub fn insert(&mut self, dag_id: &str, run_id: &str, date: Option<i64>) {
-        let hash = self.hash(dag_id, run_id);
-        if self.find(hash, dag_id, run_id).is_some() {
+        let (hash, check) = self.fingerprint(dag_id, run_id);
+        if self.find(hash, check).is_some() {
+            self.ambiguous = true;
             return;
         }
-        let dag = self.dag_number(dag_id);
-        let slot = self.ends.len() as u32;
-        self.run_ids.extend_from_slice(run_id.as_bytes());
-        self.ends.push(self.run_ids.len() as u32);
-        self.dags.push(dag);
+        let slot = self.hashes.len() as u32;
+        self.hashes.push(hash);
+        self.checks.push(check);
         self.dates.push(date.unwrap_or_default());
         self.dates_valid.append(date.is_some());
-        let Self {
-            slots,
-            hasher,
-            dag_names,
-            dags,
-            run_ids,
-            ends,
-            ..
-        } = self;
-        slots.insert_unique(hash, slot, |&s| {
-            hash_key(
-                hasher,
-                &dag_names[dags[s as usize] as usize],
-                run_id_of(run_ids, ends, s),
-            )
-        });
+        let hashes = &self.hashes;
+        self.slots
+            .insert_unique(hash, slot, |&s| hashes[s as usize]);
     }
 
     /// The run's date (`Some(None)` when the run exists with a NULL date); `None` when no run
     /// has this key.
     pub fn get(&self, dag_id: &str, run_id: &str) -> Option<Option<i64>> {
-        let slot = self.find(self.hash(dag_id, run_id), dag_id, run_id)?;
+        let (hash, check) = self.fingerprint(dag_id, run_id);
+        let slot = self.find(hash, check)?;
         Some(self.dates_valid.get_bit(slot).then(|| self.dates[slot]))
     }
 
@@ -300,77 +301,36 @@ impl RunIndex {
         }
     }
 
-    fn hash(&self, dag_id: &str, run_id: &str) -> u64 {
-        hash_key(&self.hasher, dag_id, run_id.as_bytes())
+    fn fingerprint(&self, dag_id: &str, run_id: &str) -> (u64, u32) {
+        let key = (dag_id.as_bytes(), run_id.as_bytes());
+        (self.hasher.hash_one(key), self.checker.hash_one(key) as u32)
     }
 
-    fn find(&self, hash: u64, dag_id: &str, run_id: &str) -> Option<usize> {
+    fn find(&self, hash: u64, check: u32) -> Option<usize> {
         self.slots
             .find(hash, |&s| {
-                run_id_of(&self.run_ids, &self.ends, s) == run_id.as_bytes()
-                    && &*self.dag_names[self.dags[s as usize] as usize] == dag_id
+                self.hashes[s as usize] == hash && self.checks[s as usize] == check
             })
             .map(|&s| s as usize)
     }
-
-    fn dag_number(&mut self, dag_id: &str) -> u32 {
-        let hash = self.hasher.hash_one(dag_id);
-        let names = &self.dag_names;
-        if let Some(&number) = self
-            .dag_numbers
-            .find(hash, |&n| &*names[n as usize] == dag_id)
-        {
-            return number;
-        }
-        let number = self.dag_names.len() as u32;
-        self.dag_names.push(dag_id.into());
-        let Self {
-            dag_numbers,
-            dag_names,
-            hasher,
-            ..
-        } = self;
-        dag_numbers.insert_unique(hash, number, |&n| hasher.hash_one(&*dag_names[n as usize]));
-        number
-    }
 }
 
-/// Bytes per run besides its run id: end offset, DAG number, date, hash slot and control byte
-/// at the table's maximum load.
-const BYTES_PER_RUN: usize = 4 + 4 + 8 + 5 * 8 / 7 + 1;
+/// Bytes per run: hash, check, date, hash slot and control byte at the table's maximum load,
+/// and a validity bit rounded up.
+const BYTES_PER_RUN: usize = 8 + 4 + 8 + 5 * 8 / 7 + 1;
 
-/// The planner's estimate of `dag_run`'s rows and of the bytes of all their run ids (zero when
-/// the table was never analyzed).
-async fn estimate(client: &Client, schema: &str) -> Result<(usize, usize)> {
+/// The planner's estimate of `dag_run`'s rows (zero when the table was never analyzed).
+async fn estimate(client: &Client, schema: &str) -> Result<usize> {
     let row = client
         .query_opt(
-            "SELECT greatest(c.reltuples, 0)::float8, \
-                    coalesce((SELECT s.avg_width FROM pg_stats s WHERE s.schemaname = $1 \
-                              AND s.tablename = 'dag_run' AND s.attname = 'run_id'), 0)::float8 \
+            "SELECT greatest(c.reltuples, 0)::float8 \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = $1 AND c.relname = 'dag_run'",
             &[&schema],
         )
         .await
         .map_err(Error::query("dag_run statistics"))?;
-    let Some(row) = row else {
-        return Ok((0, 0));
-    };
-    let (runs, width): (f64, f64) = (row.get(0), row.get(1));
-    Ok((runs as usize, (runs * width) as usize))
-}
-
-/// The run id of `slot` in the arena.
-fn run_id_of<'a>(run_ids: &'a [u8], ends: &[u32], slot: u32) -> &'a [u8] {
-    let slot = slot as usize;
-    let start = slot
-        .checked_sub(1)
-        .map_or(0, |previous| ends[previous] as usize);
-    &run_ids[start..ends[slot] as usize]
-}
-
-fn hash_key(hasher: &DefaultHashBuilder, dag_id: &str, run_id: &[u8]) -> u64 {
-    hasher.hash_one((dag_id.as_bytes(), run_id))
+    Ok(row.map_or(0, |row| row.get::<_, f64>(0) as usize))
 }
 
 #[cfg(test)]
@@ -415,15 +375,50 @@ mod tests {
         index.insert("etl", "scheduled__2024-03-05", Some(5));
         index.insert("etl", "manual__x", None);
         index.insert("report", "scheduled__2024-03-05", Some(7));
-        // `dag_run` has the key unique; a repeat changes nothing.
-        index.insert("etl", "scheduled__2024-03-05", Some(99));
         assert_eq!(index.len(), 3);
+        assert!(!index.is_ambiguous());
         assert_eq!(index.get("etl", "scheduled__2024-03-05"), Some(Some(5)));
         assert_eq!(index.get("report", "scheduled__2024-03-05"), Some(Some(7)));
         assert_eq!(index.get("etl", "manual__x"), Some(None));
         assert_eq!(index.get("etl", "manual__"), None);
         assert_eq!(index.get("et", "lscheduled__2024-03-05"), None);
         assert_eq!(index.get("nope", "manual__x"), None);
+    }
+
+    #[test]
+    fn a_key_held_twice_makes_the_index_ambiguous() {
+        let mut index = RunIndex::new("execution_date");
+        index.insert("etl", "scheduled__2024-03-05", Some(5));
+        // `dag_run` has the key unique: a repeat is what a fingerprint collision looks like.
+        index.insert("etl", "scheduled__2024-03-05", Some(99));
+        assert!(index.is_ambiguous());
+        assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn a_million_runs_fit_the_default_budget_and_are_told_apart() {
+        let runs = 900_000;
+        let mut index = RunIndex::with_capacity("logical_date", runs);
+        for i in 0..runs {
+            let run_id = format!("scheduled__2024-01-01T00:00:00+00:00_{i}");
+            index.insert(&format!("dag_{}", i % 1_000), &run_id, Some(i as i64));
+        }
+        assert_eq!(index.len(), runs);
+        assert!(!index.is_ambiguous());
+        assert!(
+            index.memory() <= DEFAULT_RUN_INDEX_MEMORY,
+            "{}",
+            index.memory()
+        );
+        for i in (0..runs).step_by(997) {
+            let run_id = format!("scheduled__2024-01-01T00:00:00+00:00_{i}");
+            assert_eq!(
+                index.get(&format!("dag_{}", i % 1_000), &run_id),
+                Some(Some(i as i64))
+            );
+            // The same run id under another DAG is another run.
+            assert_eq!(index.get(&format!("dag_{}", (i + 1) % 1_000), &run_id), None);
+        }
     }
 
     #[test]
