@@ -166,13 +166,15 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
             canonical_version: catalog.canonical_version(),
             source_version: version.id.clone(),
             progress: options.progress.clone(),
-            runs: plan_runs,
+            runs: Mutex::new(plan_runs),
             spill,
             max_file_bytes: options.max_file_bytes,
         });
         let watermark = table_window.until.unwrap_or(snapshot_time);
         jobs.push((job, ranges, window_predicate, time_columns, watermark));
     }
+    // The jobs hold the index now, each until its table is read.
+    drop(runs);
     let plan = ExportPlan {
         export_id: export_id.clone(),
         destination: store.url().to_owned(),
@@ -278,7 +280,7 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
             files: files.len(),
             bytes: files.iter().map(|f| f.bytes).sum(),
             bytes_read: outputs.iter().map(|o| o.bytes_read).sum(),
-            runs_indexed: job.runs.is_some(),
+            runs_indexed: job.plan.run_lookup.is_some(),
             spilled_bytes: job.spill.as_ref().map_or(0, |spill| spill.bytes_written()),
         });
         manifest_tables.insert(
@@ -495,6 +497,7 @@ async fn worker(
         state.outputs.entry(table).or_default().push(output);
         state.remaining[table] -= 1;
         if state.remaining[table] == 0 {
+            job.release_runs();
             state.queue_merges(table, &job);
         }
         // Still zero when there was nothing to merge (or the merges just finished).

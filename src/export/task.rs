@@ -6,8 +6,8 @@
 //! task.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow::array::{AsArray, RecordBatch};
 use tokio::runtime::Handle;
@@ -45,8 +45,9 @@ pub(crate) struct TableJob {
     pub(crate) canonical_version: u32,
     pub(crate) source_version: String,
     pub(crate) progress: Arc<dyn crate::export::ExportProgress>,
-    /// The DAG runs, when the plan looks them up instead of joining `dag_run`.
-    pub(crate) runs: Option<Arc<RunIndex>>,
+    /// The DAG runs, when the plan looks them up instead of joining `dag_run`. Released
+    /// ([`TableJob::release_runs`]) once every range is read, so that merges do not hold them.
+    pub(crate) runs: Mutex<Option<Arc<RunIndex>>>,
     /// Where range tasks leave sorted runs for the merge (Parquet only).
     pub(crate) spill: Option<Arc<Spill>>,
     /// A merged file is closed once it reaches about this size.
@@ -104,9 +105,10 @@ fn process(job: &TableJob, rx: mpsc::Receiver<bytes::Bytes>, spill: &Spill) -> R
             .write(flushed.day, &flushed.rows)
             .map_err(|e| job.spill_error(e))
     };
+    let runs = job.runs();
     let mut orphan_rows = 0u64;
     let rows = read::decode_chunks(&job.plan, rx, job.batch_rows, |decoded| {
-        let canonical = job.canonical(decoded, &mut orphan_rows)?;
+        let canonical = job.canonical(decoded, runs.as_deref(), &mut orphan_rows)?;
         for flushed in partitioner
             .push(canonical)
             .map_err(|e| job.arrow_error(e))?
@@ -222,12 +224,13 @@ fn process_csv(
     let write_error = |e: std::io::Error| Error::Export {
         message: format!("writing {key}: {e}"),
     };
+    let runs = job.runs();
     let mut orphan_rows = 0u64;
     let written = (|| -> Result<FileEntry> {
         let mut writer = CsvWriter::try_new(ChannelWriter::new(tx), &job.plan.output_schema)
             .map_err(write_error)?;
         read::decode_chunks(&job.plan, rx, job.batch_rows, |decoded| {
-            let canonical = job.canonical(decoded, &mut orphan_rows)?;
+            let canonical = job.canonical(decoded, runs.as_deref(), &mut orphan_rows)?;
             writer.write(&canonical).map_err(write_error)
         })?;
         let (stats, channel) = writer.finish().map_err(write_error)?;
@@ -295,12 +298,33 @@ impl TableJob {
         }
     }
 
-    /// The canonical rows of a decoded batch: progress reported, runs looked up, orphans
-    /// counted into `orphan_rows`, columns remapped.
-    fn canonical(&self, decoded: RecordBatch, orphan_rows: &mut u64) -> Result<RecordBatch> {
+    /// The run index, until [`TableJob::release_runs`].
+    fn runs(&self) -> Option<Arc<RunIndex>> {
+        self.runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Lets go of the run index: every range is read.
+    pub(crate) fn release_runs(&self) {
+        self.runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
+    /// The canonical rows of a decoded batch: progress reported, runs looked up in `runs`,
+    /// orphans counted into `orphan_rows`, columns remapped.
+    fn canonical(
+        &self,
+        decoded: RecordBatch,
+        runs: Option<&RunIndex>,
+        orphan_rows: &mut u64,
+    ) -> Result<RecordBatch> {
         self.progress
             .rows(&self.plan.table, decoded.num_rows() as u64);
-        let decoded = self.with_runs(decoded)?;
+        let decoded = self.with_runs(decoded, runs)?;
         if let Some(flag) = self.plan.orphan_flag {
             *orphan_rows += decoded.column(flag).as_boolean().true_count() as u64;
         }
@@ -310,8 +334,8 @@ impl TableJob {
     }
 
     /// `decoded` with its run columns filled from the run index, when the plan uses one.
-    fn with_runs(&self, decoded: RecordBatch) -> Result<RecordBatch> {
-        match (&self.plan.run_lookup, &self.runs) {
+    fn with_runs(&self, decoded: RecordBatch, runs: Option<&RunIndex>) -> Result<RecordBatch> {
+        match (&self.plan.run_lookup, runs) {
             (Some(lookup), Some(runs)) => runs
                 .fill(lookup, self.plan.orphan_flag, &decoded)
                 .map_err(|e| Error::Export {

@@ -417,7 +417,10 @@ mod tests {
                 Some(Some(i as i64))
             );
             // The same run id under another DAG is another run.
-            assert_eq!(index.get(&format!("dag_{}", (i + 1) % 1_000), &run_id), None);
+            assert_eq!(
+                index.get(&format!("dag_{}", (i + 1) % 1_000), &run_id),
+                None
+            );
         }
     }
 
