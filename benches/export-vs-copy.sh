@@ -53,9 +53,15 @@ export -f copy export_ti
 export url bin work jobs CONTRAIL_PSQL EXPORT_ARGS
 copy >/dev/null  # warm the page cache
 
-# One logged export yields the statements contrail runs.
+# One logged export yields the statements contrail runs, and its summary whether task instances
+# were matched to their runs by contrail's index or by PostgreSQL's join (a dag_run too big for
+# --run-index-memory), which changes PostgreSQL's cost a lot.
 "$CONTRAIL_PSQL" -X -q -d "$url" -c "ALTER DATABASE airflow SET log_min_duration_statement = 0"
-export_ti >/dev/null
+rm -rf "$work/out"
+# shellcheck disable=SC2086
+"$bin" --quiet export --db "$url" --to "$work/out" --tables task_instance --jobs "$jobs" \
+    --output json ${EXPORT_ARGS:-} > "$work/summary.json"
+runs_indexed=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['tables'][0]['runs_indexed'])" "$work/summary.json")
 "$CONTRAIL_PSQL" -X -q -d "$url" -c "ALTER DATABASE airflow RESET log_min_duration_statement"
 grep -o 'execute [^:]*: COPY .*' "$pgdir/server.log" | sed 's/^execute [^:]*: //' > "$work/statements.sql"
 # Contrail's reader session settings (src/source/snapshot.rs).
@@ -110,10 +116,10 @@ rm -rf "$work"
 # shellcheck disable=SC2086
 python3 - "$ti_rows" "$best_copy" "$best_export" "$rss" "$parquet_bytes" "$jobs" \
     "$best_replay" "$statements" "$parquet_files" $cpu "$(nproc)" "$copy_server" "$export_server" \
-    "$ratios" "$order" <<'PY'
+    "$ratios" "$order" "$runs_indexed" <<'PY'
 import json, statistics, sys
 (rows, copy_s, export_s, rss, parquet, jobs, replay_s, statements, files, user, system, cpus,
- copy_server, export_server, ratios, order) = sys.argv[1:]
+ copy_server, export_server, ratios, order, runs_indexed) = sys.argv[1:]
 ratios = [float(r) for r in ratios.split(",")]
 cpu_floor = (float(user) + float(system) + float(export_server)) / int(cpus)
 print(json.dumps({
@@ -133,6 +139,7 @@ print(json.dumps({
     "export_cpu_floor_seconds": round(cpu_floor, 2),
     "ratio_cpu_floor_to_copy": round(cpu_floor / float(copy_s), 3),
     "contrail_peak_rss_mib": float(rss),
+    "runs_indexed": runs_indexed == "True",
     "contrail_statements": int(statements),
     "contrail_statements_replayed_seconds": float(replay_s),
     "ratio_replayed_to_copy": round(float(replay_s) / float(copy_s), 3),
