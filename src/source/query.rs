@@ -262,26 +262,24 @@ fn build(
     };
     let layout = Layout::new(&builder.select, &placeholders, live_table);
     layout.renumber(&mut outputs, run_lookup.as_mut(), orphan_flag.as_mut());
-    let mut select = layout.arranged(&builder.select);
-    let mut wires = layout.arranged(&builder.wires);
-    let mut decode_fields = layout.arranged(&builder.fields);
-    select.truncate(layout.selected);
-    wires.truncate(layout.selected);
-    decode_fields.truncate(layout.selected);
+    let select = layout.selected(&builder.select);
+    let wires = layout.selected(&builder.wires);
+    let fields = layout.arranged(&builder.fields);
     if select.is_empty() {
         return Err(plan_error(format!(
             "{} has no column this version of Airflow stores",
             canonical.name
         )));
     }
+    let decode_schema = Arc::new(Schema::new(fields[..select.len()].to_vec()));
     if let Some(lookup) = run_lookup.as_mut() {
-        lookup.schema = Arc::new(Schema::new(layout.arranged(&builder.fields)));
+        lookup.schema = Arc::new(Schema::new(fields));
     }
     Ok(Some(ReadPlan {
         table: canonical.name.clone(),
         select,
         from,
-        decode_schema: Arc::new(Schema::new(decode_fields)),
+        decode_schema,
         wires,
         outputs,
         output_schema: canonical.arrow_schema(),
@@ -608,7 +606,7 @@ struct Layout {
     /// The new position of the entry at each old index.
     position: Vec<usize>,
     /// How many entries are selected; the placeholders come after them.
-    selected: usize,
+    sent: usize,
 }
 
 impl Layout {
@@ -624,7 +622,7 @@ impl Layout {
             .collect();
         // Stable: expressions keep their order after the stored columns.
         order.sort_by_key(|&i| stored(&select[i]).unwrap_or(usize::MAX));
-        let selected = order.len();
+        let sent = order.len();
         order.extend_from_slice(placeholders);
         let mut position = vec![0; order.len()];
         for (new, &old) in order.iter().enumerate() {
@@ -633,7 +631,7 @@ impl Layout {
         Self {
             order,
             position,
-            selected,
+            sent,
         }
     }
 
@@ -663,8 +661,18 @@ impl Layout {
 
     /// `items`, one per entry, in the new order (placeholders included).
     fn arranged<I: Clone>(&self, items: &[I]) -> Vec<I> {
-        self.order.iter().map(|&old| items[old].clone()).collect()
+        pick(items, &self.order)
     }
+
+    /// The selected entries of `items`, in the new order (placeholders left out).
+    fn selected<I: Clone>(&self, items: &[I]) -> Vec<I> {
+        pick(items, &self.order[..self.sent])
+    }
+}
+
+/// `items[order[0]], items[order[1]], …`
+fn pick<I: Clone>(items: &[I], order: &[usize]) -> Vec<I> {
+    order.iter().map(|&old| items[old].clone()).collect()
 }
 
 /// An SQL expression and the wire type PostgreSQL will send it in.
