@@ -3,7 +3,7 @@
 //! same values, as PostgreSQL renders them.
 
 use arrow::array::{Array, RecordBatch};
-use contrail::catalog::{Catalog, WireType, detect};
+use contrail::catalog::{Catalog, WireType};
 use contrail::export::{self, ExportOptions, TableSelection};
 use contrail::generate::{self, GenerateOptions};
 use contrail::source::DatabaseUrl;
@@ -69,12 +69,7 @@ async fn generated_history_of_every_version_round_trips() {
         let manifest = crate::export::only_manifest(dir.path());
         assert_eq!(summary.tables.len(), manifest.tables.len());
 
-        let client = cluster().client(&db).await;
-        let revisions = detect::read_revisions(&client, "public", &db)
-            .await
-            .unwrap();
-        let version = detect::version_for_revisions(catalog, &revisions).unwrap();
-        let live = detect::introspect(&client, "public").await.unwrap();
+        let (client, version, live) = cluster().inspect(&db).await;
         let mut compared_columns = 0;
         for (table, entry) in &manifest.tables {
             let source_count: i64 = client

@@ -3,11 +3,9 @@
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int32Type, TimestampMicrosecondType};
-use contrail::catalog::detect::{self, LiveSchema};
-use contrail::catalog::{Catalog, SchemaVersion};
+use contrail::catalog::Catalog;
 use contrail::source::query::{self, Output, ReadPlan};
 use contrail::source::{DatabaseUrl, connect, read};
-use tokio_postgres::Client;
 
 use crate::util::fixtures::ddl_fixtures;
 use crate::util::pg::cluster;
@@ -30,16 +28,6 @@ async fn read_all(url: &str, plan: &ReadPlan) -> Vec<RecordBatch> {
     decoder.await.unwrap().unwrap()
 }
 
-/// A client of `db`, its Airflow schema version and its live tables.
-async fn inspect(db: &str) -> (Client, &'static SchemaVersion, LiveSchema) {
-    let catalog = Catalog::builtin().unwrap();
-    let client = cluster().client(db).await;
-    let revisions = detect::read_revisions(&client, "public", db).await.unwrap();
-    let version = detect::version_for_revisions(catalog, &revisions).unwrap();
-    let live = detect::introspect(&client, "public").await.unwrap();
-    (client, version, live)
-}
-
 /// A database of Airflow 2.10's DDL holding the small hand-written history.
 fn small_2_10_history() -> String {
     let db = cluster().db_from_fixture("airflow-2.10.5");
@@ -53,7 +41,7 @@ fn small_2_10_history() -> String {
 
 async fn plans_for(db: &str) -> Vec<ReadPlan> {
     let catalog = Catalog::builtin().unwrap();
-    let (_, version, live) = inspect(db).await;
+    let (_, version, live) = cluster().inspect(db).await;
     let schema = catalog.schema(version);
     catalog
         .canonical()
@@ -203,7 +191,7 @@ async fn a_run_index_plan_selects_stored_rows_as_they_are() {
          VALUES ('lost', 'etl_daily', 'manual__no_such_run', -1, 'default_pool', 1)",
     );
     let catalog = Catalog::builtin().unwrap();
-    let (client, version, live) = inspect(&db).await;
+    let (client, version, live) = cluster().inspect(&db).await;
     let canonical = catalog
         .canonical()
         .iter()

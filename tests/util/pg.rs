@@ -351,6 +351,24 @@ impl PgCluster {
         tokio::spawn(connection);
         client
     }
+
+    /// A client of `db`, the Airflow schema version its revisions name, and its live tables.
+    pub async fn inspect(
+        &self,
+        db: &str,
+    ) -> (
+        Client,
+        &'static contrail::catalog::SchemaVersion,
+        contrail::catalog::detect::LiveSchema,
+    ) {
+        use contrail::catalog::{Catalog, detect};
+        let catalog = Catalog::builtin().unwrap();
+        let client = self.client(db).await;
+        let revisions = detect::read_revisions(&client, "public", db).await.unwrap();
+        let version = detect::version_for_revisions(catalog, &revisions).unwrap();
+        let live = detect::introspect(&client, "public").await.unwrap();
+        (client, version, live)
+    }
 }
 
 fn find_bin_dir() -> Result<PathBuf, String> {
