@@ -7,13 +7,16 @@
 //! time. Runs are far fewer than task instances, so they are read once per export into a compact
 //! index and looked up as rows are decoded. The index keeps no strings: a run is known by a
 //! 96-bit fingerprint of its key (a 64-bit hash, which also places it in the hash table, and 32
-//! bits of a second hash with an independent random key), 26 bytes per run with its date. Two
+//! bits of a second hash with its own random seeds), 26 bytes per run with its date. Two
 //! runs with one fingerprint (about 1 in 10^17 for a million runs) make the index refuse to
 //! serve, so a lookup never confuses two runs. The index has a memory budget: a `dag_run` table
 //! too big for it is left to PostgreSQL's join, so memory stays bounded by configuration.
 
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Arc;
+
+use foldhash::SharedSeed;
+use foldhash::quality::SeedableRandomState;
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::BooleanBufferBuilder;
 use arrow::array::{
@@ -50,8 +53,8 @@ pub struct RunIndex {
     /// Run numbers (indexes into the vectors above) by `hashes`.
     slots: HashTable<u32>,
     hasher: DefaultHashBuilder,
-    /// SipHash with its own random key: independent of `hasher`.
-    checker: RandomState,
+    /// foldhash (quality) with its own random shared and per-hasher seeds, not `hasher`'s.
+    checker: SeedableRandomState,
     /// Whether two runs had the same fingerprint (or `dag_run` held a key twice).
     ambiguous: bool,
 }
@@ -67,7 +70,7 @@ impl RunIndex {
             dates_valid: BooleanBufferBuilder::new(0),
             slots: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
-            checker: RandomState::new(),
+            checker: own_seeds(),
             ambiguous: false,
         }
     }
@@ -313,6 +316,16 @@ impl RunIndex {
             })
             .map(|&s| s as usize)
     }
+}
+
+/// A foldhash with seeds of its own. `hasher` (hashbrown's default) uses the process's global
+/// foldhash seed, as every default hasher does; the check must not, or keys colliding in one
+/// could collide in the other. The seeds are drawn from std's random keys: the shared one once
+/// per process, the per-hasher one per index.
+fn own_seeds() -> SeedableRandomState {
+    static SHARED: OnceLock<SharedSeed> = OnceLock::new();
+    let shared = SHARED.get_or_init(|| SharedSeed::from_u64(RandomState::new().hash_one(1u8)));
+    SeedableRandomState::with_seed(RandomState::new().hash_one(2u8), shared)
 }
 
 /// Bytes per run: hash, check, date, hash slot and control byte at the table's maximum load,
