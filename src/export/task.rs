@@ -94,7 +94,7 @@ pub(crate) async fn run(
     Ok(output)
 }
 
-fn process(job: &TableJob, rx: mpsc::Receiver<bytes::Bytes>, spill: &Spill) -> Result<TaskOutput> {
+fn process(job: &TableJob, rx: mpsc::Receiver<read::Chunk>, spill: &Spill) -> Result<TaskOutput> {
     let mut partitioner = Partitioner::new(
         job.column_indexes(&job.plan.partition_columns),
         job.column_indexes(&job.plan.sort_columns),
@@ -215,7 +215,7 @@ fn merge_runs(
 /// would hold the table in memory).
 fn process_csv(
     job: &TableJob,
-    rx: mpsc::Receiver<bytes::Bytes>,
+    rx: mpsc::Receiver<read::Chunk>,
     handle: &Handle,
 ) -> Result<TaskOutput> {
     let key = layout::data_key(&job.plan.table, None, &job.export_id, 0, "csv");

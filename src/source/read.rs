@@ -1,6 +1,7 @@
-//! Streaming a table out: `COPY … TO STDOUT (FORMAT binary)` chunks go over a bounded channel to
-//! a blocking thread that frames and decodes them into Arrow batches. The channel bounds memory:
-//! when decoding falls behind, the reader stops pulling from the server.
+//! Streaming a table out: `COPY … TO STDOUT (FORMAT binary)` messages go, in chunks of many,
+//! over a bounded channel to a blocking thread that frames and decodes them into Arrow batches.
+//! The channel bounds memory: when decoding falls behind, the reader stops pulling from the
+//! server. Bytes are not copied on the way: the decoder reads them where the connection put them.
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -20,17 +21,21 @@ use crate::source::query::ReadPlan;
 /// add memory.
 pub const DEFAULT_BATCH_ROWS: usize = 8 * 1024;
 
-/// Coalesced COPY chunks (about 256 KiB each) buffered between the network and the decoder:
+/// [`Chunk`]s (about 256 KiB each) buffered between the network and the decoder:
 /// 2 MiB per job, enough to keep the server streaming while a batch is decoded; while a file
 /// is encoded, the other jobs keep the CPUs busy.
 pub const DEFAULT_CHUNKS_IN_FLIGHT: usize = 8;
 
 /// Bytes gathered from the server before a chunk is handed to the decoder.
-const COALESCE_BYTES: usize = 256 * 1024;
+const CHUNK_BYTES: usize = 256 * 1024;
 
-/// Runs `statement` (a `COPY … TO STDOUT`) and sends its bytes to `chunks`, coalesced into
-/// pieces of about 256 KiB. Returns the bytes received. Stops early, without error, when the
-/// receiver is gone (the decoder failed and reports why).
+/// `COPY` data messages as received (PostgreSQL sends one per row), handed to the decoder
+/// together: one channel send and one wake-up per about 256 KiB, not per row.
+pub type Chunk = Vec<Bytes>;
+
+/// Runs `statement` (a `COPY … TO STDOUT`) and sends its messages to `chunks`, in chunks of
+/// about 256 KiB. Returns the bytes received. Stops early, without error, when the receiver is
+/// gone (the decoder failed and reports why).
 ///
 /// # Errors
 /// [`Error::ConnectionLost`] naming `table` when the connection drops, [`Error::Query`] when
@@ -39,7 +44,7 @@ pub async fn copy_out(
     client: &Client,
     table: &str,
     statement: &str,
-    chunks: mpsc::Sender<Bytes>,
+    chunks: mpsc::Sender<Chunk>,
 ) -> Result<u64> {
     let stream = client
         .copy_out(statement)
@@ -47,17 +52,27 @@ pub async fn copy_out(
         .map_err(|e| read_error(table, e))?;
     futures_util::pin_mut!(stream);
     let mut total = 0u64;
-    let mut pending = bytes::BytesMut::with_capacity(COALESCE_BYTES * 2);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| read_error(table, e))?;
-        total += chunk.len() as u64;
-        pending.extend_from_slice(&chunk);
-        if pending.len() >= COALESCE_BYTES && chunks.send(pending.split().freeze()).await.is_err() {
-            return Ok(total);
+    let mut pending = Chunk::new();
+    let mut pending_bytes = 0;
+    while let Some(message) = stream.next().await {
+        let message = message.map_err(|e| read_error(table, e))?;
+        total += message.len() as u64;
+        pending_bytes += message.len();
+        pending.push(message);
+        if pending_bytes >= CHUNK_BYTES {
+            let next = Chunk::with_capacity(pending.len());
+            if chunks
+                .send(std::mem::replace(&mut pending, next))
+                .await
+                .is_err()
+            {
+                return Ok(total);
+            }
+            pending_bytes = 0;
         }
     }
     if !pending.is_empty() {
-        let _ = chunks.send(pending.freeze()).await;
+        let _ = chunks.send(pending).await;
     }
     Ok(total)
 }
@@ -92,14 +107,14 @@ fn ends_the_session(error: &tokio_postgres::Error) -> bool {
         .contains(code)
 }
 
-/// Decodes COPY chunks from `chunks` into batches of about `batch_rows` rows and hands each to
+/// Decodes [`Chunk`]s from `chunks` into batches of about `batch_rows` rows and hands each to
 /// `on_batch`. Blocking: run it on a blocking thread. Returns the rows decoded.
 ///
 /// # Errors
 /// [`Error::Decode`] naming the table and column; whatever `on_batch` returns.
 pub fn decode_chunks(
     plan: &ReadPlan,
-    chunks: mpsc::Receiver<Bytes>,
+    chunks: mpsc::Receiver<Chunk>,
     batch_rows: usize,
     on_batch: impl FnMut(RecordBatch) -> Result<()>,
 ) -> Result<u64> {
@@ -121,7 +136,7 @@ pub fn decode_stream(
     table: &str,
     schema: SchemaRef,
     wires: &[WireType],
-    mut chunks: mpsc::Receiver<Bytes>,
+    mut chunks: mpsc::Receiver<Chunk>,
     batch_rows: usize,
     mut on_batch: impl FnMut(RecordBatch) -> Result<()>,
 ) -> Result<u64> {
@@ -134,9 +149,8 @@ pub fn decode_stream(
     let width = decoder.width();
     let mut rows = 0u64;
     while let Some(chunk) = chunks.blocking_recv() {
-        framer.push(&chunk);
         rows += framer
-            .drain(width, |fields| decoder.append(fields))
+            .feed(&chunk, width, |fields| decoder.append(fields))
             .map_err(decode_error)? as u64;
         if decoder.rows() >= batch_rows {
             on_batch(decoder.finish().map_err(decode_error)?)?;

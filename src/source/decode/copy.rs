@@ -40,7 +40,7 @@ impl CopyFramer {
     /// # Errors
     /// A bad signature, a header extension that is not understood, a field count that does not
     /// match `columns`, or data after the trailer.
-    pub fn drain<F>(&mut self, columns: usize, mut row: F) -> Result<usize, DecodeError>
+    pub fn drain<F>(&mut self, columns: usize, row: F) -> Result<usize, DecodeError>
     where
         F: FnMut(&[Option<&[u8]>]) -> Result<(), DecodeError>,
     {
@@ -60,63 +60,112 @@ impl CopyFramer {
             self.buffer.advance(19 + extension_len);
             self.header_done = true;
         }
-        let mut fields: Vec<Option<&[u8]>> = Vec::with_capacity(columns);
-        let mut offset = 0;
-        let mut rows = 0;
-        let data = &self.buffer[..];
-        loop {
-            if self.finished {
-                if offset < data.len() {
-                    return Err(DecodeError::new("data after the end of the COPY stream"));
-                }
-                break;
-            }
-            let Some(count) = data.get(offset..offset + 2) else {
-                break;
-            };
-            let count = i16::from_be_bytes([count[0], count[1]]);
-            if count == -1 {
-                offset += 2;
-                self.finished = true;
-                continue;
-            }
-            if count as usize != columns {
-                return Err(DecodeError::new(format!(
-                    "a COPY row has {count} fields, expected {columns}"
-                )));
-            }
-            fields.clear();
-            let mut cursor = offset + 2;
-            let mut complete = true;
-            for _ in 0..columns {
-                let Some(len) = data.get(cursor..cursor + 4) else {
-                    complete = false;
-                    break;
-                };
-                let len = i32::from_be_bytes(read4(len));
-                cursor += 4;
-                if len < 0 {
-                    fields.push(None);
-                    continue;
-                }
-                let end = cursor + len as usize;
-                let Some(value) = data.get(cursor..end) else {
-                    complete = false;
-                    break;
-                };
-                fields.push(Some(value));
-                cursor = end;
-            }
-            if !complete {
-                break;
-            }
-            row(&fields)?;
-            rows += 1;
-            offset = cursor;
-        }
-        self.buffer.advance(offset);
+        let mut fields = Vec::with_capacity(columns);
+        let (used, rows) = tuples(&self.buffer, columns, &mut self.finished, &mut fields, row)?;
+        self.buffer.advance(used);
         Ok(rows)
     }
+
+    /// [`push`](Self::push) and [`drain`](Self::drain) for each of `pieces`, without copying
+    /// them: tuples are decoded where they lie, and only a tuple split between pieces (and the
+    /// header) is buffered. PostgreSQL sends every tuple in a message of its own, so pieces as
+    /// received rarely split one.
+    ///
+    /// # Errors
+    /// As [`drain`](Self::drain).
+    pub fn feed<P, F>(
+        &mut self,
+        pieces: &[P],
+        columns: usize,
+        mut row: F,
+    ) -> Result<usize, DecodeError>
+    where
+        P: AsRef<[u8]>,
+        F: FnMut(&[Option<&[u8]>]) -> Result<(), DecodeError>,
+    {
+        let mut fields = Vec::with_capacity(columns);
+        let mut rows = 0;
+        for piece in pieces {
+            let piece = piece.as_ref();
+            if !self.buffer.is_empty() || !self.header_done {
+                self.push(piece);
+                rows += self.drain(columns, &mut row)?;
+                continue;
+            }
+            let (used, n) = tuples(piece, columns, &mut self.finished, &mut fields, &mut row)?;
+            rows += n;
+            self.buffer.extend_from_slice(&piece[used..]);
+        }
+        Ok(rows)
+    }
+}
+
+/// Calls `row` with the fields of every complete tuple at the start of `data` (the header
+/// already consumed), using `fields` as scratch space, and sets `finished` at the trailer.
+/// Returns the bytes used and the number of tuples.
+fn tuples<'a, F>(
+    data: &'a [u8],
+    columns: usize,
+    finished: &mut bool,
+    fields: &mut Vec<Option<&'a [u8]>>,
+    mut row: F,
+) -> Result<(usize, usize), DecodeError>
+where
+    F: FnMut(&[Option<&[u8]>]) -> Result<(), DecodeError>,
+{
+    let mut offset = 0;
+    let mut rows = 0;
+    loop {
+        if *finished {
+            if offset < data.len() {
+                return Err(DecodeError::new("data after the end of the COPY stream"));
+            }
+            break;
+        }
+        let Some(count) = data.get(offset..offset + 2) else {
+            break;
+        };
+        let count = i16::from_be_bytes([count[0], count[1]]);
+        if count == -1 {
+            offset += 2;
+            *finished = true;
+            continue;
+        }
+        if count as usize != columns {
+            return Err(DecodeError::new(format!(
+                "a COPY row has {count} fields, expected {columns}"
+            )));
+        }
+        fields.clear();
+        let mut cursor = offset + 2;
+        let mut complete = true;
+        for _ in 0..columns {
+            let Some(len) = data.get(cursor..cursor + 4) else {
+                complete = false;
+                break;
+            };
+            let len = i32::from_be_bytes(read4(len));
+            cursor += 4;
+            if len < 0 {
+                fields.push(None);
+                continue;
+            }
+            let end = cursor + len as usize;
+            let Some(value) = data.get(cursor..end) else {
+                complete = false;
+                break;
+            };
+            fields.push(Some(value));
+            cursor = end;
+        }
+        if !complete {
+            break;
+        }
+        row(fields)?;
+        rows += 1;
+        offset = cursor;
+    }
+    Ok((offset, rows))
 }
 
 fn read4(bytes: &[u8]) -> [u8; 4] {
@@ -164,6 +213,54 @@ mod tests {
             assert_eq!(rows[0], vec![Some(vec![0, 0, 0, 1]), Some(b"a".to_vec())]);
             assert_eq!(rows[1], vec![None, Some(b"bc".to_vec())]);
         }
+    }
+
+    #[test]
+    fn fed_pieces_decode_in_place_however_they_split_tuples() {
+        let bytes = stream();
+        for size in 1..bytes.len() {
+            // Pieces of `size` bytes, handed over two and three at a time.
+            let pieces: Vec<&[u8]> = bytes.chunks(size).collect();
+            for group in [2, 3] {
+                let mut framer = CopyFramer::new();
+                let mut rows: Vec<Vec<Option<Vec<u8>>>> = Vec::new();
+                for chunk in pieces.chunks(group) {
+                    framer
+                        .feed(chunk, 2, |fields| {
+                            rows.push(fields.iter().map(|f| f.map(<[u8]>::to_vec)).collect());
+                            Ok(())
+                        })
+                        .unwrap();
+                }
+                assert!(framer.is_finished(), "piece size {size}");
+                assert_eq!(
+                    rows,
+                    vec![
+                        vec![Some(vec![0, 0, 0, 1]), Some(b"a".to_vec())],
+                        vec![None, Some(b"bc".to_vec())],
+                    ],
+                    "piece size {size}, {group} at a time"
+                );
+                assert!(framer.buffer.is_empty());
+            }
+        }
+        // Each tuple in a piece of its own, as PostgreSQL sends them: nothing is buffered
+        // after the header's piece.
+        let header = 19;
+        let first = header + 15;
+        let pieces = [
+            &bytes[..first],
+            &bytes[first..first + 12],
+            &bytes[first + 12..],
+        ];
+        let mut framer = CopyFramer::new();
+        assert_eq!(framer.feed(&pieces, 2, |_| Ok(())).unwrap(), 2);
+        assert!(framer.is_finished() && framer.buffer.is_empty());
+        let mut framer = CopyFramer::new();
+        let mut after_trailer = bytes.clone();
+        after_trailer.push(0);
+        let error = framer.feed(&[&after_trailer], 2, |_| Ok(())).unwrap_err();
+        assert!(error.to_string().contains("after the end"), "{error}");
     }
 
     #[test]
