@@ -35,6 +35,10 @@ const SPILL_BATCH_BYTES: usize = 128 * 1024;
 /// Read buffer per run being merged.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
+/// Write buffer of a run: it gathers each batch's small message header, and is smaller than a
+/// batch's body, which the buffer then passes straight to the file instead of copying it.
+const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+
 /// How many runs one merge may take within `memory` bytes. A run holds up to two batches at a
 /// time (the one being merged, and the one rows still point into until the next output batch)
 /// and a read buffer. More runs of one partition are first merged in groups into longer runs
@@ -199,9 +203,11 @@ impl Spill {
         let mut rows = 0;
         let written = (|| -> Result<u64, SpillError> {
             let file = File::create(&path).map_err(|e| SpillError::writing(&path)(e.into()))?;
-            let mut writer =
-                StreamWriter::try_new(BufWriter::with_capacity(256 * 1024, file), &self.schema)
-                    .map_err(SpillError::writing(&path))?;
+            let mut writer = StreamWriter::try_new(
+                BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
+                &self.schema,
+            )
+            .map_err(SpillError::writing(&path))?;
             fill(&mut |batch: RecordBatch| {
                 rows += batch.num_rows();
                 writer.write(&batch).map_err(SpillError::writing(&path))
