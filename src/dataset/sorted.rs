@@ -92,12 +92,32 @@ pub(crate) fn sort_keys(
 }
 
 /// Sorts `order` (`(batch, row)` pairs) by `keys`, stably; a no-op when already sorted.
+///
+/// The sort moves each position with its key's first eight bytes as a number: comparisons of
+/// keys that differ there (different DAGs, mostly) are one integer comparison, not a lookup of
+/// two keys and a `memcmp`.
 pub(crate) fn sort_order(keys: &[Rows], order: &mut [(usize, usize)]) {
     let key = |&(b, r): &(usize, usize)| keys[b].row(r);
     if order.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
         return;
     }
-    order.sort_by(|a, b| key(a).cmp(&key(b)));
+    let mut prefixed: Vec<(u64, (usize, usize))> = order
+        .iter()
+        .map(|position| (prefix(key(position).as_ref()), *position))
+        .collect();
+    prefixed.sort_by(|(pa, a), (pb, b)| pa.cmp(pb).then_with(|| key(a).cmp(&key(b))));
+    for (slot, (_, position)) in order.iter_mut().zip(prefixed) {
+        *slot = position;
+    }
+}
+
+/// The first eight bytes of `key` as a big-endian number, zero-padded: ordered as the keys'
+/// first eight bytes are, so equal prefixes leave the order to the whole keys.
+fn prefix(key: &[u8]) -> u64 {
+    let mut bytes = [0; 8];
+    let n = key.len().min(8);
+    bytes[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(bytes)
 }
 
 #[cfg(test)]
@@ -140,6 +160,32 @@ pub(crate) mod tests {
         sort_order(&keys, &mut order);
         assert_eq!(order, [(0, 1), (1, 0), (0, 0), (1, 1)]);
         assert!(sort_keys(&batches, &[]).unwrap().is_none());
+    }
+
+    #[test]
+    fn keys_sharing_their_first_bytes_sort_by_the_rest_and_ties_keep_arrival_order() {
+        let names = [
+            "finance_close_047",
+            "finance",
+            "finance_close_012",
+            "finance_close_047",
+            "fin",
+            "zeta",
+            "finance_close_012",
+            "a",
+        ];
+        let rows: Vec<(Option<&str>, i32)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (Some(*n), i as i32))
+            .collect();
+        let batches = [batch(&rows[..4]), batch(&rows[4..])];
+        let keys = sort_keys(&batches, &[0]).unwrap().unwrap();
+        let mut order: Vec<(usize, usize)> =
+            (0..2).flat_map(|b| (0..4).map(move |r| (b, r))).collect();
+        sort_order(&keys, &mut order);
+        let sorted: Vec<usize> = order.iter().map(|&(b, r)| b * 4 + r).collect();
+        assert_eq!(sorted, [7, 4, 1, 2, 6, 0, 3, 5]);
     }
 
     #[test]
