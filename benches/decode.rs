@@ -10,21 +10,34 @@ mod common;
 
 const ROWS: usize = 100_000;
 
+/// Bytes of messages handed to the decoder at once, as `source::read::copy_out` does.
+const CHUNK_BYTES: usize = 256 * 1024;
+
 fn decode(c: &mut Criterion) {
-    let stream = common::copy_stream(ROWS);
+    let messages = common::copy_messages(ROWS);
+    let bytes: usize = messages.iter().map(|m| m.len()).sum();
+    let mut chunks = vec![Vec::new()];
+    let mut filled = 0;
+    for message in messages {
+        filled += message.len();
+        chunks.last_mut().unwrap().push(message);
+        if filled >= CHUNK_BYTES {
+            chunks.push(Vec::new());
+            filled = 0;
+        }
+    }
     let schema = common::schema();
     let wires = common::wires();
     let mut group = c.benchmark_group("decode");
-    group.throughput(Throughput::Bytes(stream.len() as u64));
+    group.throughput(Throughput::Bytes(bytes as u64));
     group.bench_function("task_instance_100k_rows", |b| {
         b.iter(|| {
             let mut decoder = BatchDecoder::try_new(schema.clone(), &wires, 65_536).unwrap();
             let mut framer = CopyFramer::new();
             let mut rows = 0;
-            for chunk in stream.chunks(256 * 1024) {
-                framer.push(chunk);
+            for chunk in &chunks {
                 rows += framer
-                    .drain(decoder.width(), |fields| decoder.append(fields))
+                    .feed(chunk, decoder.width(), |fields| decoder.append(fields))
                     .unwrap();
                 if decoder.rows() >= 65_536 {
                     std::hint::black_box(decoder.finish().unwrap());

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use bytes::Bytes;
 use contrail::catalog::WireType;
 use contrail::source::decode::BatchDecoder;
 use contrail::source::decode::copy::CopyFramer;
@@ -54,10 +55,33 @@ pub const TASKS_PER_RUN: usize = 24;
 /// a scheduler inserts them: the task instances of one run together (not in task order), runs
 /// of different DAGs one after another.
 pub fn copy_stream(rows: usize) -> Vec<u8> {
+    copy_stream_and_tuples(rows).0
+}
+
+/// [`copy_stream`] cut into messages as PostgreSQL sends it: the header with the first tuple,
+/// then one message per tuple, then the trailer.
+pub fn copy_messages(rows: usize) -> Vec<Bytes> {
+    let (stream, starts) = copy_stream_and_tuples(rows);
+    let stream = Bytes::from(stream);
+    let mut cuts: Vec<usize> = starts.into_iter().skip(1).collect();
+    cuts.push(stream.len() - 2);
+    let mut messages = Vec::with_capacity(cuts.len() + 1);
+    let mut start = 0;
+    for cut in cuts.into_iter().chain([stream.len()]) {
+        messages.push(stream.slice(start..cut));
+        start = cut;
+    }
+    messages
+}
+
+/// [`copy_stream`] and where each of its tuples starts.
+fn copy_stream_and_tuples(rows: usize) -> (Vec<u8>, Vec<usize>) {
     let mut out = b"PGCOPY\n\xff\r\n\0".to_vec();
     out.extend_from_slice(&[0; 8]);
+    let mut starts = Vec::with_capacity(rows);
     let states = ["success", "failed", "skipped", "up_for_retry", "running"];
     for i in 0..rows {
+        starts.push(out.len());
         let fields = columns().len() as i16;
         out.extend_from_slice(&fields.to_be_bytes());
         let text = |out: &mut Vec<u8>, s: &str| {
@@ -115,7 +139,7 @@ pub fn copy_stream(rows: usize) -> Vec<u8> {
         }
     }
     out.extend_from_slice(&(-1i16).to_be_bytes());
-    out
+    (out, starts)
 }
 
 /// [`copy_stream`]'s `rows` rows decoded as the export decodes them, in batches of up to
