@@ -26,8 +26,13 @@ pub const DEFAULT_BATCH_ROWS: usize = 8 * 1024;
 /// is encoded, the other jobs keep the CPUs busy.
 pub const DEFAULT_CHUNKS_IN_FLIGHT: usize = 8;
 
-/// Bytes gathered from the server before a chunk is handed to the decoder.
+/// Bytes gathered from the server before a chunk is handed to the decoder, each message counted
+/// with its handle and its 5-byte header (which its buffer holds too): narrow rows make many
+/// small messages, and a chunk's memory is what the channel bounds.
 const CHUNK_BYTES: usize = 256 * 1024;
+
+/// What a message costs a chunk besides its bytes.
+const MESSAGE_OVERHEAD: usize = std::mem::size_of::<Bytes>() + 5;
 
 /// `COPY` data messages as received (PostgreSQL sends one per row), handed to the decoder
 /// together: one channel send and one wake-up per about 256 KiB, not per row.
@@ -57,7 +62,7 @@ pub async fn copy_out(
     while let Some(message) = stream.next().await {
         let message = message.map_err(|e| read_error(table, e))?;
         total += message.len() as u64;
-        pending_bytes += message.len();
+        pending_bytes += message.len() + MESSAGE_OVERHEAD;
         pending.push(message);
         if pending_bytes >= CHUNK_BYTES {
             let next = Chunk::with_capacity(pending.len());

@@ -67,9 +67,10 @@ impl CopyFramer {
     }
 
     /// [`push`](Self::push) and [`drain`](Self::drain) for each of `pieces`, without copying
-    /// them: tuples are decoded where they lie, and only a tuple split between pieces (and the
-    /// header) is buffered. PostgreSQL sends every tuple in a message of its own, so pieces as
-    /// received rarely split one.
+    /// them while they hold whole tuples: tuples are decoded where they lie. After a tuple split
+    /// between pieces (and the header), pieces are buffered until one ends where a tuple does.
+    /// PostgreSQL sends every tuple in a message of its own, so that is the header's message
+    /// only.
     ///
     /// # Errors
     /// As [`drain`](Self::drain).
