@@ -4,28 +4,23 @@
 
 use contrail::source::decode::BatchDecoder;
 use contrail::source::decode::copy::CopyFramer;
+use contrail::source::read::{Chunk, Chunker};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 mod common;
 
 const ROWS: usize = 100_000;
 
-/// Bytes of messages handed to the decoder at once, as `source::read::copy_out` does.
-const CHUNK_BYTES: usize = 256 * 1024;
-
 fn decode(c: &mut Criterion) {
     let messages = common::copy_messages(ROWS);
     let bytes: usize = messages.iter().map(|m| m.len()).sum();
-    let mut chunks = vec![Vec::new()];
-    let mut filled = 0;
-    for message in messages {
-        filled += message.len();
-        chunks.last_mut().unwrap().push(message);
-        if filled >= CHUNK_BYTES {
-            chunks.push(Vec::new());
-            filled = 0;
-        }
-    }
+    // Chunked as `source::read::copy_out` hands them to the decoder.
+    let mut chunker = Chunker::default();
+    let mut chunks: Vec<Chunk> = messages
+        .into_iter()
+        .filter_map(|m| chunker.push(m))
+        .collect();
+    chunks.extend(chunker.finish());
     let schema = common::schema();
     let wires = common::wires();
     let mut group = c.benchmark_group("decode");

@@ -38,9 +38,36 @@ const MESSAGE_OVERHEAD: usize = std::mem::size_of::<Bytes>() + 5;
 /// together: one channel send and one wake-up per about 256 KiB, not per row.
 pub type Chunk = Vec<Bytes>;
 
+/// Groups `COPY` messages into [`Chunk`]s of about 256 KiB, counting each message with its
+/// handle and header.
+#[derive(Debug, Default)]
+pub struct Chunker {
+    pending: Chunk,
+    bytes: usize,
+}
+
+impl Chunker {
+    /// Adds `message`; returns the chunk it completes.
+    pub fn push(&mut self, message: Bytes) -> Option<Chunk> {
+        self.bytes += message.len() + MESSAGE_OVERHEAD;
+        self.pending.push(message);
+        if self.bytes < CHUNK_BYTES {
+            return None;
+        }
+        self.bytes = 0;
+        let next = Chunk::with_capacity(self.pending.len());
+        Some(std::mem::replace(&mut self.pending, next))
+    }
+
+    /// The last chunk, unless no message is left.
+    pub fn finish(self) -> Option<Chunk> {
+        (!self.pending.is_empty()).then_some(self.pending)
+    }
+}
+
 /// Runs `statement` (a `COPY … TO STDOUT`) and sends its messages to `chunks`, in chunks of
-/// about 256 KiB. Returns the bytes received. Stops early, without error, when the receiver is
-/// gone (the decoder failed and reports why).
+/// about 256 KiB ([`Chunker`]). Returns the bytes received. Stops early, without error, when
+/// the receiver is gone (the decoder failed and reports why).
 ///
 /// # Errors
 /// [`Error::ConnectionLost`] naming `table` when the connection drops, [`Error::Query`] when
@@ -57,27 +84,18 @@ pub async fn copy_out(
         .map_err(|e| read_error(table, e))?;
     futures_util::pin_mut!(stream);
     let mut total = 0u64;
-    let mut pending = Chunk::new();
-    let mut pending_bytes = 0;
+    let mut chunker = Chunker::default();
     while let Some(message) = stream.next().await {
         let message = message.map_err(|e| read_error(table, e))?;
         total += message.len() as u64;
-        pending_bytes += message.len() + MESSAGE_OVERHEAD;
-        pending.push(message);
-        if pending_bytes >= CHUNK_BYTES {
-            let next = Chunk::with_capacity(pending.len());
-            if chunks
-                .send(std::mem::replace(&mut pending, next))
-                .await
-                .is_err()
-            {
-                return Ok(total);
-            }
-            pending_bytes = 0;
+        if let Some(chunk) = chunker.push(message)
+            && chunks.send(chunk).await.is_err()
+        {
+            return Ok(total);
         }
     }
-    if !pending.is_empty() {
-        let _ = chunks.send(pending).await;
+    if let Some(chunk) = chunker.finish() {
+        let _ = chunks.send(chunk).await;
     }
     Ok(total)
 }
@@ -170,4 +188,23 @@ pub fn decode_stream(
         on_batch(decoder.finish().map_err(decode_error)?)?;
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_counts_each_message_with_its_overhead() {
+        let message = Bytes::from(vec![0u8; 18]);
+        let per_chunk = CHUNK_BYTES.div_ceil(18 + MESSAGE_OVERHEAD);
+        let mut chunker = Chunker::default();
+        let chunks: Vec<Chunk> = (0..per_chunk * 2 + 1)
+            .filter_map(|_| chunker.push(message.clone()))
+            .collect();
+        assert_eq!(chunks.len(), 2);
+        assert!(chunks.iter().all(|c| c.len() == per_chunk));
+        assert_eq!(chunker.finish().map(|c| c.len()), Some(1));
+        assert!(Chunker::default().finish().is_none());
+    }
 }
