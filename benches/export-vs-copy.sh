@@ -48,7 +48,7 @@ echo "task_instance: $ti_rows rows, $ti_size" >&2
 
 copy() { "$CONTRAIL_PSQL" -X -q -d "$url" -c "COPY (SELECT * FROM task_instance) TO STDOUT (FORMAT binary)"; }
 # shellcheck disable=SC2086
-export_ti() { rm -rf "$work/out"; "$bin" --quiet export --db "$url" --to "$work/out" --tables task_instance --jobs "$jobs" ${EXPORT_ARGS:-}; }
+export_ti() { rm -rf "$work/out"; "$bin" --quiet export --db "$url" --to "$work/out" --tables task_instance --jobs "$jobs" ${EXPORT_ARGS:-} "$@"; }
 export -f copy export_ti
 export url bin work jobs CONTRAIL_PSQL EXPORT_ARGS
 copy >/dev/null  # warm the page cache
@@ -57,10 +57,7 @@ copy >/dev/null  # warm the page cache
 # were matched to their runs by contrail's index or by PostgreSQL's join (a dag_run too big for
 # --run-index-memory), which changes PostgreSQL's cost a lot.
 "$CONTRAIL_PSQL" -X -q -d "$url" -c "ALTER DATABASE airflow SET log_min_duration_statement = 0"
-rm -rf "$work/out"
-# shellcheck disable=SC2086
-"$bin" --quiet export --db "$url" --to "$work/out" --tables task_instance --jobs "$jobs" \
-    --output json ${EXPORT_ARGS:-} > "$work/summary.json"
+export_ti --output json > "$work/summary.json"
 runs_indexed=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['tables'][0]['runs_indexed'])" "$work/summary.json")
 "$CONTRAIL_PSQL" -X -q -d "$url" -c "ALTER DATABASE airflow RESET log_min_duration_statement"
 grep -o 'execute [^:]*: COPY .*' "$pgdir/server.log" | sed 's/^execute [^:]*: //' > "$work/statements.sql"

@@ -13,9 +13,6 @@
 //! too big for it is left to PostgreSQL's join, so memory stays bounded by configuration.
 
 use std::hash::{BuildHasher, RandomState};
-
-use foldhash::SharedSeed;
-use foldhash::quality::SeedableRandomState;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::BooleanBufferBuilder;
@@ -25,6 +22,8 @@ use arrow::array::{
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMicrosecondType};
 use arrow::error::ArrowError;
+use foldhash::SharedSeed;
+use foldhash::quality::SeedableRandomState;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
