@@ -8,7 +8,7 @@
 use arrow::array::{Array, RecordBatch};
 use arrow::compute::{SortColumn, concat_batches, interleave, lexsort_to_indices};
 use contrail::dataset::gather::gather_batches;
-use contrail::dataset::partition::Partitioner;
+use contrail::dataset::partition::{Flushed, Partitioner};
 use contrail::dataset::spill::{Merge, Spill};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -71,14 +71,13 @@ fn gathers(c: &mut Criterion) {
             let spill = Spill::try_new(dir.path(), "bench", common::schema()).unwrap();
             // Day from logical_date; a budget that flushes a few times, as a job's does.
             let mut partitioner = Partitioner::new(vec![4], SORT.to_vec(), bytes / 4);
+            let runs = |flushed: Vec<Flushed>| flushed.into_iter().map(|f| (f.day, f.rows));
             for batch in &batches {
-                for flushed in partitioner.push(batch.clone()).unwrap() {
-                    spill.write(flushed.day, &flushed.rows).unwrap();
-                }
+                spill
+                    .write(runs(partitioner.push(batch.clone()).unwrap()))
+                    .unwrap();
             }
-            for flushed in partitioner.finish().unwrap() {
-                spill.write(flushed.day, &flushed.rows).unwrap();
-            }
+            spill.write(runs(partitioner.finish().unwrap())).unwrap();
             let mut rows = 0;
             for (_, runs) in spill.take() {
                 let mut merge = Merge::try_new(&runs, common::schema(), &SORT, BATCH_ROWS).unwrap();

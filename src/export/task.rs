@@ -100,26 +100,22 @@ fn process(job: &TableJob, rx: mpsc::Receiver<read::Chunk>, spill: &Spill) -> Re
         job.column_indexes(&job.plan.sort_columns),
         job.memory_budget,
     );
-    let spill_rows = |flushed: Flushed| {
+    let spill_rows = |flushed: Vec<Flushed>| {
         spill
-            .write(flushed.day, &flushed.rows)
+            .write(flushed.into_iter().map(|f| (f.day, f.rows)))
             .map_err(|e| job.spill_error(e))
     };
     let runs = job.runs();
     let mut orphan_rows = 0u64;
     let rows = read::decode_chunks(&job.plan, rx, job.batch_rows, |decoded| {
         let canonical = job.canonical(decoded, runs.as_deref(), &mut orphan_rows)?;
-        for flushed in partitioner
-            .push(canonical)
-            .map_err(|e| job.arrow_error(e))?
-        {
-            spill_rows(flushed)?;
-        }
-        Ok(())
+        spill_rows(
+            partitioner
+                .push(canonical)
+                .map_err(|e| job.arrow_error(e))?,
+        )
     })?;
-    for flushed in partitioner.finish().map_err(|e| job.arrow_error(e))? {
-        spill_rows(flushed)?;
-    }
+    spill_rows(partitioner.finish().map_err(|e| job.arrow_error(e))?)?;
     Ok(TaskOutput {
         rows,
         orphan_rows,
