@@ -1,0 +1,355 @@
+//! Writing runs: the files they share, and what removing a run frees.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+
+use super::{
+    Merge, READ_BUFFER_BYTES, SPILL_BATCH_BYTES, SPILL_BATCH_ROWS, SpillError, WRITE_BUFFER_BYTES,
+};
+use crate::dataset::sorted::slice_memory_size;
+
+/// A file of runs, one after another; deleted when the last of its runs is dropped.
+#[derive(Debug)]
+struct RunFile {
+    path: PathBuf,
+    /// The file's size when it was written: a file of any other size is not read.
+    bytes: u64,
+}
+
+impl Drop for RunFile {
+    fn drop(&mut self) {
+        // Best effort: the directory goes when the [`Spill`] is dropped.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// One spilled run: rows sorted by the table's sort columns, a byte range of a file that may
+/// hold other runs.
+#[derive(Debug)]
+pub struct Run {
+    file: Arc<RunFile>,
+    offset: u64,
+    bytes: u64,
+    rows: usize,
+}
+
+impl Run {
+    /// Rows in the run.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The file holding the run.
+    pub(super) fn path(&self) -> &Path {
+        &self.file.path
+    }
+
+    /// Opens the run for reading, without validating the arrays it holds.
+    ///
+    /// Validation (offsets in bounds, strings UTF-8) is a pass over every value, a third of the
+    /// cost of reading a run. A run is in this process's own file, written moments before from
+    /// arrays that were valid, in a directory only this process uses; the file's size is
+    /// checked against what was written, so a file cut short or replaced is an error, not
+    /// garbage.
+    pub(super) fn open(&self) -> Result<RunReader, SpillError> {
+        let path = &self.file.path;
+        let failed = |e: std::io::Error| SpillError::reading(path)(ArrowError::from(e));
+        let mut file = File::open(path).map_err(failed)?;
+        let bytes = file.metadata().map_err(failed)?.len();
+        if bytes != self.file.bytes {
+            return Err(failed(std::io::Error::other(format!(
+                "the file has {bytes} bytes, {} were written",
+                self.file.bytes
+            ))));
+        }
+        file.seek(SeekFrom::Start(self.offset)).map_err(failed)?;
+        let range = BufReader::with_capacity(READ_BUFFER_BYTES, file.take(self.bytes));
+        let reader = StreamReader::try_new(range, None).map_err(SpillError::reading(path))?;
+        // SAFETY: the run was written by this process (`FileWriter::run`) from valid arrays of
+        // `reader`'s schema, and its file's size is the size written; see above.
+        Ok(unsafe { reader.with_skip_validation(true) })
+    }
+
+    /// Frees the run's disk space: its file's space when it was the file's last run, else the
+    /// blocks of its range (on Linux, where a file can have holes punched in it).
+    pub fn remove(self) {
+        if Arc::strong_count(&self.file) > 1 {
+            punch_hole(&self.file.path, self.offset, self.bytes);
+        }
+    }
+}
+
+/// A run's byte range of its file, read through a buffer.
+pub(super) type RunReader = StreamReader<BufReader<std::io::Take<File>>>;
+
+/// Frees the whole blocks of `bytes` bytes at `offset` in the file at `path`, keeping its size.
+/// Best effort: the space is freed anyway when the file's last run is removed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn punch_hole(path: &Path, offset: u64, bytes: u64) {
+    use std::os::fd::AsRawFd;
+
+    const BLOCK: u64 = 4096;
+    let (start, end) = (
+        offset.next_multiple_of(BLOCK),
+        (offset + bytes) / BLOCK * BLOCK,
+    );
+    let (Ok(start), Ok(length)) = (
+        libc::off_t::try_from(start),
+        libc::off_t::try_from(end.saturating_sub(start)),
+    ) else {
+        return;
+    };
+    if length == 0 {
+        return;
+    }
+    let Ok(file) = std::fs::OpenOptions::new().write(true).open(path) else {
+        return;
+    };
+    // SAFETY: `file` is an open descriptor for the call's whole duration; fallocate does not
+    // touch memory of this process.
+    unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            start,
+            length,
+        );
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn punch_hole(_path: &Path, _offset: u64, _bytes: u64) {}
+
+/// The spilled runs of one table, by partition, in a temporary directory that is removed when
+/// this is dropped.
+#[derive(Debug)]
+pub struct Spill {
+    dir: tempfile::TempDir,
+    schema: SchemaRef,
+    next: AtomicUsize,
+    written: AtomicU64,
+    runs: Mutex<BTreeMap<Option<String>, Vec<Run>>>,
+}
+
+impl Spill {
+    /// A new, empty spill directory for rows of `schema`, inside `root`.
+    ///
+    /// # Errors
+    /// When the directory cannot be created.
+    pub fn try_new(root: &Path, label: &str, schema: SchemaRef) -> std::io::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("contrail-{label}-"))
+            .tempdir_in(root)?;
+        Ok(Self {
+            dir,
+            schema,
+            next: AtomicUsize::new(0),
+            written: AtomicU64::new(0),
+            runs: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The directory holding the runs.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes each of `runs` (rows already sorted, and their partition) as a run, all in one
+    /// new file: one file per flush rather than per day and flush, since creating files is
+    /// what costs (the file system's inode allocation, slowest right after many deletions).
+    ///
+    /// # Errors
+    /// When the file cannot be written (a full disk, most likely).
+    pub fn write(
+        &self,
+        runs: impl IntoIterator<Item = (Option<String>, RecordBatch)>,
+    ) -> Result<(), SpillError> {
+        let mut days = Vec::new();
+        let mut file: Option<FileWriter> = None;
+        for (day, rows) in runs {
+            let writer = match &mut file {
+                Some(writer) => writer,
+                None => file.insert(self.create()?),
+            };
+            writer.run(&self.schema, |emit| {
+                let total = rows.num_rows();
+                let batch_rows = spill_batch_rows(slice_memory_size(&rows), total);
+                let mut start = 0;
+                while start < total {
+                    let end = (start + batch_rows).min(total);
+                    emit(rows.slice(start, end - start))?;
+                    start = end;
+                }
+                Ok(())
+            })?;
+            days.push(day);
+        }
+        let Some(file) = file else {
+            return Ok(());
+        };
+        let written = self.finish(file)?;
+        let mut by_day = self.lock();
+        for (day, run) in days.into_iter().zip(written) {
+            by_day.entry(day).or_default().push(run);
+        }
+        Ok(())
+    }
+
+    /// Bytes of every run written so far, merged ones included.
+    pub fn bytes_written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Takes every run written so far, by partition, each partition's runs in the order they
+    /// were written.
+    pub fn take(&self) -> BTreeMap<Option<String>, Vec<Run>> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    /// Merges groups of runs until at most `fan_in` are left, so that one [`Merge`] can take
+    /// them all. The order of runs is kept, so equal keys keep their order.
+    ///
+    /// # Errors
+    /// When a run cannot be read or the merged run cannot be written.
+    pub fn reduce(
+        &self,
+        mut runs: Vec<Run>,
+        sort_columns: &[usize],
+        fan_in: usize,
+    ) -> Result<Vec<Run>, SpillError> {
+        let fan_in = fan_in.max(2);
+        while runs.len() > fan_in {
+            let group: Vec<Run> = runs.drain(..fan_in).collect();
+            let mut merge = Merge::try_new(&group, self.schema.clone(), sort_columns, 8192)?;
+            let mut file = self.create()?;
+            file.run(&self.schema, |emit| {
+                while let Some(batch) = merge.next_batch()? {
+                    emit(batch)?;
+                }
+                Ok(())
+            })?;
+            let merged = self.finish(file)?;
+            group.into_iter().for_each(Run::remove);
+            runs.splice(0..0, merged);
+        }
+        Ok(runs)
+    }
+
+    /// Creates the next run file.
+    fn create(&self) -> Result<FileWriter, SpillError> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.path().join(format!("runs-{n:06}.arrow"));
+        let out = File::create(&path).map_err(|e| SpillError::writing(&path)(e.into()))?;
+        Ok(FileWriter {
+            // From here on, the file goes when this does, unless it is finished.
+            file: RunFile { path, bytes: 0 },
+            out: BufWriter::with_capacity(WRITE_BUFFER_BYTES, out),
+            runs: Vec::new(),
+        })
+    }
+
+    /// Completes `file`: its runs, in the order written.
+    fn finish(&self, mut file: FileWriter) -> Result<Vec<Run>, SpillError> {
+        let failed = |e: std::io::Error| SpillError::writing(&file.file.path)(e.into());
+        file.out.flush().map_err(failed)?;
+        let bytes = file.out.get_ref().metadata().map_err(failed)?.len();
+        let expected = file.runs.last().map_or(0, |&(offset, len, _)| offset + len);
+        if bytes != expected {
+            return Err(failed(std::io::Error::other(format!(
+                "the file has {bytes} bytes, {expected} were written"
+            ))));
+        }
+        self.written.fetch_add(bytes, Ordering::Relaxed);
+        let FileWriter { mut file, runs, .. } = file;
+        file.bytes = bytes;
+        let file = Arc::new(file);
+        Ok(runs
+            .into_iter()
+            .map(|(offset, bytes, rows)| Run {
+                file: file.clone(),
+                offset,
+                bytes,
+                rows,
+            })
+            .collect())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Option<String>, Vec<Run>>> {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A run file being written: each run a complete Arrow IPC stream, right after the previous.
+struct FileWriter {
+    file: RunFile,
+    out: BufWriter<File>,
+    /// `(offset, bytes, rows)` of each run written.
+    runs: Vec<(u64, u64, usize)>,
+}
+
+impl FileWriter {
+    /// Appends one run of the batches `fill` hands to its callback.
+    fn run(
+        &mut self,
+        schema: &SchemaRef,
+        fill: impl FnOnce(
+            &mut dyn FnMut(RecordBatch) -> Result<(), SpillError>,
+        ) -> Result<(), SpillError>,
+    ) -> Result<(), SpillError> {
+        let path = &self.file.path;
+        let offset = self.runs.last().map_or(0, |&(offset, len, _)| offset + len);
+        let mut rows = 0;
+        let mut writer = StreamWriter::try_new(
+            Counted {
+                inner: &mut self.out,
+                bytes: 0,
+            },
+            schema,
+        )
+        .map_err(SpillError::writing(path))?;
+        fill(&mut |batch: RecordBatch| {
+            rows += batch.num_rows();
+            writer.write(&batch).map_err(SpillError::writing(path))
+        })?;
+        let bytes = writer
+            .into_inner()
+            .map_err(SpillError::writing(path))?
+            .bytes;
+        self.runs.push((offset, bytes, rows));
+        Ok(())
+    }
+}
+
+/// A writer that counts the bytes written through it.
+struct Counted<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write_all(buf)?;
+        self.bytes += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Rows per spilled batch so that a batch is about [`SPILL_BATCH_BYTES`].
+pub(super) fn spill_batch_rows(memory: usize, rows: usize) -> usize {
+    let per_row = (memory / rows.max(1)).max(1);
+    (SPILL_BATCH_BYTES / per_row).clamp(*SPILL_BATCH_ROWS.start(), *SPILL_BATCH_ROWS.end())
+}
