@@ -6,7 +6,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::row::Rows;
 
-use super::write::RunReader;
+use super::read::RunReader;
 use super::{Run, SpillError};
 use crate::dataset::gather::gather_rows;
 use crate::dataset::sorted::SortKeys;
@@ -61,7 +61,7 @@ impl Merge {
             order: Vec::new(),
         };
         for run in runs {
-            let reader = run.open()?;
+            let reader = run.open(merge.schema.clone())?;
             merge.inputs.push(Input {
                 reader,
                 path: run.path().to_owned(),
@@ -132,8 +132,11 @@ impl Merge {
     /// Reads input `i`'s next non-empty batch; false when the run is used up.
     fn load(&mut self, i: usize) -> Result<bool, SpillError> {
         let input = &mut self.inputs[i];
-        for batch in input.reader.by_ref() {
-            let batch = batch.map_err(SpillError::reading(&input.path))?;
+        while let Some(batch) = input
+            .reader
+            .next_batch()
+            .map_err(SpillError::reading(&input.path))?
+        {
             if batch.num_rows() == 0 {
                 continue;
             }

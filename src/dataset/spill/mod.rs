@@ -11,6 +11,7 @@
 //! This module owns the temporary files only; what becomes of the merged rows is the caller's.
 
 mod merge;
+mod read;
 mod write;
 
 #[cfg(test)]
@@ -24,25 +25,19 @@ pub use merge::Merge;
 pub use write::{Run, Spill};
 
 /// Target size of the batches a run is written in. Rows of a run are read back one batch at a
-/// time, so this (with [`READ_BUFFER_BYTES`]) is the memory a merge holds per run: small, so
-/// that many runs merge in one pass.
+/// time, so this is the memory a merge holds per run: small, so that many runs merge in one
+/// pass.
 const SPILL_BATCH_BYTES: usize = 128 * 1024;
-
-/// Read buffer per run being merged. Smaller than a batch's body, which is read past it
-/// straight into its own buffer; a merge of a day's 60-odd runs (5M task instances in DAG
-/// order) holds one per run, so 64 KiB cost about 6 MiB of peak RSS for no fewer reads.
-const READ_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Write buffer of a run: it gathers each batch's small message header, and is smaller than a
 /// batch's body, which the buffer then passes straight to the file instead of copying it.
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 
 /// How many runs one merge may take within `memory` bytes. A run holds up to two batches at a
-/// time (the one being merged, and the one rows still point into until the next output batch)
-/// and a read buffer. More runs of one partition are first merged in groups into longer runs
+/// time (the one being merged, and the one rows still point into until the next output batch). More runs of one partition are first merged in groups into longer runs
 /// ([`Spill::reduce`]), so merge memory stays bounded however large the table.
 pub fn fan_in(memory: usize) -> usize {
-    (memory / (2 * SPILL_BATCH_BYTES + READ_BUFFER_BYTES)).clamp(4, 1024)
+    (memory / (2 * SPILL_BATCH_BYTES)).clamp(4, 1024)
 }
 
 /// Bounds on the rows per spilled batch, whatever the rows' width.

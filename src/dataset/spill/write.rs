@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,12 +10,10 @@ use std::sync::{Arc, Mutex};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
-use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 
-use super::{
-    Merge, READ_BUFFER_BYTES, SPILL_BATCH_BYTES, SPILL_BATCH_ROWS, SpillError, WRITE_BUFFER_BYTES,
-};
+use super::read::RunReader;
+use super::{Merge, SPILL_BATCH_BYTES, SPILL_BATCH_ROWS, SpillError, WRITE_BUFFER_BYTES};
 use crate::dataset::sorted::slice_memory_size;
 
 /// A file of runs, one after another; deleted when the last of its runs is dropped.
@@ -38,15 +36,25 @@ impl Drop for RunFile {
 #[derive(Debug)]
 pub struct Run {
     file: Arc<RunFile>,
+    at: Placement,
+}
+
+/// Where a run lies in its file, and the sizes of the IPC messages it is made of.
+#[derive(Debug)]
+struct Placement {
     offset: u64,
     bytes: u64,
     rows: usize,
+    /// The size of the stream's schema message, which the reader skips: it knows the schema.
+    schema_bytes: u64,
+    /// The size of each batch's message (prefix, metadata and body), in order.
+    batch_bytes: Vec<u32>,
 }
 
 impl Run {
     /// Rows in the run.
     pub fn rows(&self) -> usize {
-        self.rows
+        self.at.rows
     }
 
     /// The file holding the run.
@@ -54,14 +62,12 @@ impl Run {
         &self.file.path
     }
 
-    /// Opens the run for reading, without validating the arrays it holds.
+    /// Opens the run for reading (see [`RunReader`]).
     ///
-    /// Validation (offsets in bounds, strings UTF-8) is a pass over every value, a third of the
-    /// cost of reading a run. A run is in this process's own file, written moments before from
-    /// arrays that were valid, in a directory only this process uses; the file's size is
-    /// checked against what was written, so a file cut short or replaced is an error, not
-    /// garbage.
-    pub(super) fn open(&self) -> Result<RunReader, SpillError> {
+    /// # Errors
+    /// When the file cannot be opened, or its size is not the size written: a file cut short
+    /// or replaced is an error, not garbage.
+    pub(super) fn open(&self, schema: SchemaRef) -> Result<RunReader, SpillError> {
         let path = &self.file.path;
         let failed = |e: std::io::Error| SpillError::reading(path)(ArrowError::from(e));
         let mut file = File::open(path).map_err(failed)?;
@@ -72,25 +78,21 @@ impl Run {
                 self.file.bytes
             ))));
         }
-        file.seek(SeekFrom::Start(self.offset)).map_err(failed)?;
-        let range = BufReader::with_capacity(READ_BUFFER_BYTES, file.take(self.bytes));
-        let reader = StreamReader::try_new(range, None).map_err(SpillError::reading(path))?;
+        file.seek(SeekFrom::Start(self.at.offset + self.at.schema_bytes))
+            .map_err(failed)?;
         // SAFETY: the run was written by this process (`FileWriter::run`) from valid arrays of
-        // `reader`'s schema, and its file's size is the size written; see above.
-        Ok(unsafe { reader.with_skip_validation(true) })
+        // `schema`, as messages of these sizes, and its file's size is the size written.
+        Ok(unsafe { RunReader::new(file, schema, self.at.batch_bytes.clone()) })
     }
 
     /// Frees the run's disk space: its file's space when it was the file's last run, else the
     /// blocks of its range (on Linux, where a file can have holes punched in it).
     pub fn remove(self) {
         if Arc::strong_count(&self.file) > 1 {
-            punch_hole(&self.file.path, self.offset, self.bytes);
+            punch_hole(&self.file.path, self.at.offset, self.at.bytes);
         }
     }
 }
-
-/// A run's byte range of its file, read through a buffer.
-pub(super) type RunReader = StreamReader<BufReader<std::io::Take<File>>>;
 
 /// Frees the whole blocks of `bytes` bytes at `offset` in the file at `path`, keeping its size.
 /// Best effort: the space is freed anyway when the file's last run is removed.
@@ -263,7 +265,7 @@ impl Spill {
         let failed = |e: std::io::Error| SpillError::writing(&file.file.path)(e.into());
         file.out.flush().map_err(failed)?;
         let bytes = file.out.get_ref().metadata().map_err(failed)?.len();
-        let expected = file.runs.last().map_or(0, |&(offset, len, _)| offset + len);
+        let expected = file.runs.last().map_or(0, |at| at.offset + at.bytes);
         if bytes != expected {
             return Err(failed(std::io::Error::other(format!(
                 "the file has {bytes} bytes, {expected} were written"
@@ -275,11 +277,9 @@ impl Spill {
         let file = Arc::new(file);
         Ok(runs
             .into_iter()
-            .map(|(offset, bytes, rows)| Run {
+            .map(|at| Run {
                 file: file.clone(),
-                offset,
-                bytes,
-                rows,
+                at,
             })
             .collect())
     }
@@ -293,8 +293,8 @@ impl Spill {
 struct FileWriter {
     file: RunFile,
     out: BufWriter<File>,
-    /// `(offset, bytes, rows)` of each run written.
-    runs: Vec<(u64, u64, usize)>,
+    /// Where each run written lies.
+    runs: Vec<Placement>,
 }
 
 impl FileWriter {
@@ -307,8 +307,9 @@ impl FileWriter {
         ) -> Result<(), SpillError>,
     ) -> Result<(), SpillError> {
         let path = &self.file.path;
-        let offset = self.runs.last().map_or(0, |&(offset, len, _)| offset + len);
+        let offset = self.runs.last().map_or(0, |at| at.offset + at.bytes);
         let mut rows = 0;
+        let mut batch_bytes = Vec::new();
         let mut writer = StreamWriter::try_new(
             Counted {
                 inner: &mut self.out,
@@ -317,15 +318,30 @@ impl FileWriter {
             schema,
         )
         .map_err(SpillError::writing(path))?;
+        let schema_bytes = writer.get_ref().bytes;
         fill(&mut |batch: RecordBatch| {
+            let before = writer.get_ref().bytes;
+            writer.write(&batch).map_err(SpillError::writing(path))?;
+            let message = u32::try_from(writer.get_ref().bytes - before).map_err(|_| {
+                SpillError::writing(path)(ArrowError::IpcError(
+                    "a spilled batch of 4 GiB or more".into(),
+                ))
+            })?;
+            batch_bytes.push(message);
             rows += batch.num_rows();
-            writer.write(&batch).map_err(SpillError::writing(path))
+            Ok(())
         })?;
         let bytes = writer
             .into_inner()
             .map_err(SpillError::writing(path))?
             .bytes;
-        self.runs.push((offset, bytes, rows));
+        self.runs.push(Placement {
+            offset,
+            bytes,
+            rows,
+            schema_bytes,
+            batch_bytes,
+        });
         Ok(())
     }
 }
