@@ -216,45 +216,46 @@ fn without_sort_columns_runs_follow_each_other() {
     assert_eq!(ns, [1, 2, 3, 4]);
 }
 
-#[test]
-fn a_truncated_run_is_an_error_naming_the_file() {
+/// The error of merging a run of 200 rows whose file `damage` changed (given its path and
+/// length).
+fn merge_error_after(damage: impl FnOnce(&Path, u64)) -> String {
     let root = tempfile::tempdir().unwrap();
     let spill = Spill::try_new(root.path(), "t", schema()).unwrap();
     let rows: Vec<(Option<&str>, i32)> = (0..200).map(|i| (Some("k"), i)).collect();
     spill_sorted(&spill, "d", &rows);
     let runs = spill.take().remove(&Some("d".to_owned())).unwrap();
-    let length = std::fs::metadata(runs[0].path()).unwrap().len();
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(runs[0].path())
-        .unwrap();
-    file.set_len(length / 2).unwrap();
-    let error = Merge::try_new(&runs, schema(), &[0], 16)
-        .and_then(|mut merge| while_rows(&mut merge))
-        .unwrap_err();
-    let message = error.to_string();
-    assert!(message.contains("reading the temporary file"), "{message}");
-    assert!(message.contains("runs-000000.arrow"), "{message}");
-    assert!(
-        message.contains(&format!("has {} bytes, {length} were written", length / 2)),
-        "{message}"
+    damage(
+        runs[0].path(),
+        std::fs::metadata(runs[0].path()).unwrap().len(),
     );
-}
-
-#[test]
-fn a_run_overwritten_in_place_is_an_error_not_garbage() {
-    let root = tempfile::tempdir().unwrap();
-    let spill = Spill::try_new(root.path(), "t", schema()).unwrap();
-    let rows: Vec<(Option<&str>, i32)> = (0..200).map(|i| (Some("k"), i)).collect();
-    spill_sorted(&spill, "d", &rows);
-    let runs = spill.take().remove(&Some("d".to_owned())).unwrap();
-    let length = std::fs::metadata(runs[0].path()).unwrap().len();
-    std::fs::write(runs[0].path(), vec![0u8; length as usize]).unwrap();
     let error = Merge::try_new(&runs, schema(), &[0], 16)
         .and_then(|mut merge| while_rows(&mut merge))
         .unwrap_err()
         .to_string();
     assert!(error.contains("reading the temporary file"), "{error}");
+    assert!(error.contains("runs-000000.arrow"), "{error}");
+    error
+}
+
+#[test]
+fn a_truncated_run_is_an_error_naming_the_file() {
+    let mut length = 0;
+    let error = merge_error_after(|path, bytes| {
+        length = bytes;
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.set_len(bytes / 2).unwrap();
+    });
+    assert!(
+        error.contains(&format!("has {} bytes, {length} were written", length / 2)),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_run_overwritten_in_place_is_an_error_not_garbage() {
+    let error = merge_error_after(|path, bytes| {
+        std::fs::write(path, vec![0u8; bytes as usize]).unwrap();
+    });
     assert!(
         error.contains("a batch that does not start with a message marker"),
         "{error}"
