@@ -6,7 +6,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::row::Rows;
 
-use super::read::RunReader;
+use super::read::{NullColumns, RunReader};
 use super::{Run, SpillError};
 use crate::dataset::gather::gather_rows;
 use crate::dataset::sorted::SortKeys;
@@ -25,6 +25,8 @@ struct Input {
 /// Sorted runs merged into one sorted stream of batches. Equal keys come in run order.
 pub struct Merge {
     schema: SchemaRef,
+    /// What columns left out of runs are read back as.
+    nulls: NullColumns,
     keys: Option<SortKeys>,
     batch_rows: usize,
     inputs: Vec<Input>,
@@ -52,6 +54,7 @@ impl Merge {
             runs.first().map_or(Path::new(""), |r| r.path()),
         ))?;
         let mut merge = Self {
+            nulls: NullColumns::new(schema.clone()),
             schema,
             keys,
             batch_rows: batch_rows.max(1),
@@ -61,7 +64,7 @@ impl Merge {
             order: Vec::new(),
         };
         for run in runs {
-            let reader = run.open(merge.schema.clone())?;
+            let reader = run.open(&merge.schema)?;
             merge.inputs.push(Input {
                 reader,
                 path: run.path().to_owned(),
@@ -134,7 +137,7 @@ impl Merge {
         let input = &mut self.inputs[i];
         while let Some(batch) = input
             .reader
-            .next_batch()
+            .next_batch(&self.nulls)
             .map_err(SpillError::reading(&input.path))?
         {
             if batch.num_rows() == 0 {

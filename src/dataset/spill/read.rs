@@ -4,13 +4,16 @@
 //! zeroes each body's buffer before reading into it, reads through a buffer of its own, and
 //! (unless told not to) validates every value again. The writer recorded the size of every
 //! message of the run, so each batch is one exact read into a buffer that becomes the batch's
-//! memory, decoded without validation.
+//! memory, decoded without validation. Columns NULL in every row of a run were left out of it
+//! and come back as slices of one all-NULL array per column ([`NullColumns`]).
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
+use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch};
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
 use arrow::buffer::Buffer;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
@@ -18,13 +21,18 @@ use arrow::ipc::reader::RecordBatchDecoder;
 use arrow::ipc::{MessageHeader, root_as_message};
 use arrow_data::UnsafeFlag;
 
+use super::SPILL_BATCH_ROWS;
+
 /// The IPC continuation marker that starts every message.
 const CONTINUATION: [u8; 4] = [0xff; 4];
 
 /// The batches of one run, read from its file in order.
 pub(crate) struct RunReader {
     file: File,
+    /// The schema of the batches read back, and of the run's batches (without `dropped`).
     schema: SchemaRef,
+    written: SchemaRef,
+    dropped: Vec<usize>,
     /// The size of each batch's message still to read, in order.
     batches: std::vec::IntoIter<u32>,
     dictionaries: HashMap<i64, ArrayRef>,
@@ -32,29 +40,48 @@ pub(crate) struct RunReader {
 }
 
 impl RunReader {
-    /// Reads the batch messages of sizes `batches` from `file`, positioned at the first one.
+    /// Reads the batch messages of sizes `batches` from `file`, positioned at the first one,
+    /// as batches of `schema`; the columns at `dropped` were left out when they were written.
     ///
     /// # Safety
     /// The messages must have been written by arrow's IPC writer from valid arrays of
-    /// `schema`: they are decoded without validating offsets or UTF-8.
-    pub(crate) unsafe fn new(file: File, schema: SchemaRef, batches: Vec<u32>) -> Self {
+    /// `schema` without the columns `dropped`: they are decoded without validating offsets or
+    /// UTF-8.
+    ///
+    /// # Errors
+    /// When `dropped` names a column `schema` does not have.
+    pub(crate) unsafe fn try_new(
+        file: File,
+        schema: &SchemaRef,
+        dropped: &[usize],
+        batches: Vec<u32>,
+    ) -> Result<Self, ArrowError> {
+        let kept: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| !dropped.contains(i))
+            .collect();
+        let written = Arc::new(schema.project(&kept)?);
         let mut skip_validation = UnsafeFlag::new();
         // SAFETY: the caller vouches for the data (see above).
         unsafe { skip_validation.set(true) };
-        Self {
+        Ok(Self {
             file,
-            schema,
+            schema: schema.clone(),
+            written,
+            dropped: dropped.to_vec(),
             batches: batches.into_iter(),
             dictionaries: HashMap::new(),
             skip_validation,
-        }
+        })
     }
 
-    /// The next batch, or `None` after the last.
+    /// The next batch, or `None` after the last; its left-out columns are slices of `nulls`.
     ///
     /// # Errors
     /// When the file cannot be read, or holds something else than the messages written.
-    pub(crate) fn next_batch(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
+    pub(crate) fn next_batch(
+        &mut self,
+        nulls: &NullColumns,
+    ) -> Result<Option<RecordBatch>, ArrowError> {
         let Some(bytes) = self.batches.next() else {
             return Ok(None);
         };
@@ -91,16 +118,63 @@ impl RunReader {
             )));
         }
         let body = message.slice_with_length(body.start, body.len());
-        RecordBatchDecoder::try_new(
+        let read = RecordBatchDecoder::try_new(
             &body,
             batch,
-            self.schema.clone(),
+            self.written.clone(),
             &self.dictionaries,
             &header.version(),
         )?
         .with_skip_validation(self.skip_validation.clone())
-        .read_record_batch()
+        .read_record_batch()?;
+        if self.dropped.is_empty() {
+            return Ok(Some(read));
+        }
+        let rows = read.num_rows();
+        let mut read = read.columns().iter();
+        let columns = (0..self.schema.fields().len())
+            .map(|i| match self.dropped.binary_search(&i) {
+                Ok(_) => Some(nulls.column(i, rows)),
+                Err(_) => read.next().cloned(),
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| corrupt("a batch with fewer columns than written".into()))?;
+        RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
         .map(Some)
+    }
+}
+
+/// An all-NULL array for each column of a schema, made the first time a run lacks the column
+/// and sliced for every batch that does, so that putting a left-out column back costs nothing
+/// per row.
+pub(crate) struct NullColumns {
+    schema: SchemaRef,
+    columns: Vec<OnceCell<ArrayRef>>,
+}
+
+impl NullColumns {
+    /// Rows of each all-NULL array: as many as a spilled batch may have.
+    const ROWS: usize = *SPILL_BATCH_ROWS.end();
+
+    /// None made yet, for the columns of `schema`.
+    pub(crate) fn new(schema: SchemaRef) -> Self {
+        let columns = schema.fields().iter().map(|_| OnceCell::new()).collect();
+        Self { schema, columns }
+    }
+
+    /// Column `i`, all NULL, `rows` long.
+    fn column(&self, i: usize, rows: usize) -> ArrayRef {
+        let data_type = self.schema.field(i).data_type();
+        if rows > Self::ROWS {
+            return new_null_array(data_type, rows);
+        }
+        self.columns[i]
+            .get_or_init(|| new_null_array(data_type, Self::ROWS))
+            .slice(0, rows)
     }
 }
 

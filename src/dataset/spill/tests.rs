@@ -216,6 +216,46 @@ fn without_sort_columns_runs_follow_each_other() {
     assert_eq!(ns, [1, 2, 3, 4]);
 }
 
+#[test]
+fn columns_null_in_every_row_of_a_run_are_left_out_and_read_back_as_null() {
+    let root = tempfile::tempdir().unwrap();
+    let sizes: Vec<u64> = [None, Some("")]
+        .into_iter()
+        .map(|key| {
+            let spill = Spill::try_new(root.path(), "t", schema()).unwrap();
+            let rows: Vec<(Option<&str>, i32)> = (0..1000).map(|i| (key, i)).collect();
+            spill.write([(None, batch(&rows))]).unwrap();
+            spill.bytes_written()
+        })
+        .collect();
+    // 1000 empty strings are 4 bytes of offsets each; 1000 NULLs are not written at all.
+    assert!(sizes[0] + 3000 < sizes[1], "{sizes:?}");
+
+    // Two runs without keys, one with, one without: merged in groups of two, the first
+    // group's merged run lacks them too.
+    let spill = Spill::try_new(root.path(), "t", schema()).unwrap();
+    let mut expected = Vec::new();
+    for (run, keyed) in [false, false, true, false].into_iter().enumerate() {
+        let keys: Vec<Option<String>> = (0..300)
+            .map(|i| keyed.then(|| format!("k{i:03}")))
+            .collect();
+        let rows: Vec<(Option<&str>, i32)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.as_deref(), (run * 1000 + i) as i32))
+            .collect();
+        spill.write([(None, batch(&rows))]).unwrap();
+        let ns: Vec<i32> = rows.iter().map(|r| r.1).collect();
+        expected.extend(keys.into_iter().zip(ns));
+    }
+    // Sorted by key, NULLs first and in run order.
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    let runs = spill.take().remove(&None).unwrap();
+    let (keys, ns) = merged(&spill.reduce(runs, &[0], 2).unwrap(), 7);
+    assert_eq!(ns, expected.iter().map(|r| r.1).collect::<Vec<_>>());
+    assert_eq!(keys, expected.into_iter().map(|r| r.0).collect::<Vec<_>>());
+}
+
 /// The error of merging a run of 200 rows whose file `damage` changed (given its path and
 /// length).
 fn merge_error_after(damage: impl FnOnce(&Path, u64)) -> String {

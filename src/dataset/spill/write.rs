@@ -49,6 +49,8 @@ struct Placement {
     schema_bytes: u64,
     /// The size of each batch's message (prefix, metadata and body), in order.
     batch_bytes: Vec<u32>,
+    /// The columns left out of the run's batches, in order: NULL in every row of the run.
+    dropped: Vec<usize>,
 }
 
 impl Run {
@@ -67,7 +69,7 @@ impl Run {
     /// # Errors
     /// When the file cannot be opened, or its size is not the size written: a file cut short
     /// or replaced is an error, not garbage.
-    pub(super) fn open(&self, schema: SchemaRef) -> Result<RunReader, SpillError> {
+    pub(super) fn open(&self, schema: &SchemaRef) -> Result<RunReader, SpillError> {
         let path = &self.file.path;
         let failed = |e: std::io::Error| SpillError::reading(path)(ArrowError::from(e));
         let mut file = File::open(path).map_err(failed)?;
@@ -80,9 +82,12 @@ impl Run {
         }
         file.seek(SeekFrom::Start(self.at.offset + self.at.schema_bytes))
             .map_err(failed)?;
+        let batches = self.at.batch_bytes.clone();
         // SAFETY: the run was written by this process (`FileWriter::run`) from valid arrays of
-        // `schema`, as messages of these sizes, and its file's size is the size written.
-        Ok(unsafe { RunReader::new(file, schema, self.at.batch_bytes.clone()) })
+        // `schema` without the columns `dropped`, as messages of these sizes, and its file's
+        // size is the size written.
+        unsafe { RunReader::try_new(file, schema, &self.at.dropped, batches) }
+            .map_err(SpillError::reading(path))
     }
 
     /// Frees the run's disk space: its file's space when it was the file's last run, else the
@@ -183,7 +188,9 @@ impl Spill {
                 Some(writer) => writer,
                 None => file.insert(self.create()?),
             };
-            writer.run(&self.schema, |emit| {
+            let (rows, dropped) =
+                without_null_columns(&rows).map_err(SpillError::writing(writer.path()))?;
+            writer.run(&rows.schema(), dropped, |emit| {
                 let total = rows.num_rows();
                 let batch_rows = spill_batch_rows(slice_memory_size(&rows), total);
                 let mut start = 0;
@@ -233,10 +240,23 @@ impl Spill {
         while runs.len() > fan_in {
             let group: Vec<Run> = runs.drain(..fan_in).collect();
             let mut merge = Merge::try_new(&group, self.schema.clone(), sort_columns, 8192)?;
+            // A column NULL in every run of the group is NULL in every row merged.
+            let dropped: Vec<usize> = (0..self.schema.fields().len())
+                .filter(|i| group.iter().all(|run| run.at.dropped.contains(i)))
+                .collect();
+            let kept: Vec<usize> = (0..self.schema.fields().len())
+                .filter(|i| !dropped.contains(i))
+                .collect();
+            let schema = Arc::new(
+                self.schema
+                    .project(&kept)
+                    .map_err(SpillError::reading(group[0].path()))?,
+            );
             let mut file = self.create()?;
-            file.run(&self.schema, |emit| {
+            let path = file.path().to_owned();
+            file.run(&schema, dropped, |emit| {
                 while let Some(batch) = merge.next_batch()? {
-                    emit(batch)?;
+                    emit(batch.project(&kept).map_err(SpillError::writing(&path))?)?;
                 }
                 Ok(())
             })?;
@@ -298,10 +318,15 @@ struct FileWriter {
 }
 
 impl FileWriter {
+    fn path(&self) -> &Path {
+        &self.file.path
+    }
+
     /// Appends one run of the batches `fill` hands to its callback.
     fn run(
         &mut self,
         schema: &SchemaRef,
+        dropped: Vec<usize>,
         fill: impl FnOnce(
             &mut dyn FnMut(RecordBatch) -> Result<(), SpillError>,
         ) -> Result<(), SpillError>,
@@ -341,9 +366,27 @@ impl FileWriter {
             rows,
             schema_bytes,
             batch_bytes,
+            dropped,
         });
         Ok(())
     }
+}
+
+/// `rows` without its columns that are NULL in every row, and the indexes of those: they cost
+/// nothing to leave out and to put back ([`RunReader`]), but a pass over memory and disk to
+/// write and read back (4 bytes of offsets per row for a string, 8 of zeros for a timestamp).
+/// Columns a source version lacks are such columns, and so are many an Airflow deployment
+/// never fills (triggers, OpenTelemetry, executors other than Celery).
+fn without_null_columns(rows: &RecordBatch) -> Result<(RecordBatch, Vec<usize>), ArrowError> {
+    let all_null = |i: &usize| {
+        let column = rows.column(*i);
+        rows.num_rows() > 0 && column.null_count() == column.len()
+    };
+    let (dropped, kept): (Vec<usize>, Vec<usize>) = (0..rows.num_columns()).partition(all_null);
+    if dropped.is_empty() {
+        return Ok((rows.clone(), dropped));
+    }
+    Ok((rows.project(&kept)?, dropped))
 }
 
 /// A writer that counts the bytes written through it.
