@@ -5,7 +5,8 @@
 //! their keys, and the rows are then gathered once, column by column
 //! ([`crate::dataset::gather`]).
 
-use arrow::array::{Array, ArrayRef, RecordBatch};
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow::compute::take;
 use arrow::datatypes::Schema;
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, Rows, SortField};
@@ -65,6 +66,23 @@ impl SortKeys {
             .iter()
             .map(|&i| batch.column(i).clone())
             .collect();
+        self.converter.convert_columns(&columns)
+    }
+
+    /// The keys of `batch`'s first and last rows, in that order (one row twice when it has
+    /// one): all a merge compares of a batch whose rows go out together.
+    ///
+    /// # Errors
+    /// Only on Arrow errors (a batch of another schema).
+    pub(crate) fn of_ends(&self, batch: &RecordBatch) -> Result<Rows, ArrowError> {
+        let last = u32::try_from(batch.num_rows().saturating_sub(1))
+            .map_err(|_| ArrowError::InvalidArgumentError("a batch of 2^32 rows".into()))?;
+        let ends = UInt32Array::from(vec![0, last]);
+        let columns = self
+            .columns
+            .iter()
+            .map(|&i| take(batch.column(i), &ends, None))
+            .collect::<Result<Vec<ArrayRef>, _>>()?;
         self.converter.convert_columns(&columns)
     }
 }
@@ -147,6 +165,18 @@ pub(crate) mod tests {
             ],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_ends_of_a_batch_are_its_first_and_last_rows_keys() {
+        let rows = batch(&[(Some("b"), 1), (None, 2), (Some("a"), 3)]);
+        let keys = SortKeys::try_new(&rows.schema(), &[0]).unwrap().unwrap();
+        let (all, ends) = (keys.of(&rows).unwrap(), keys.of_ends(&rows).unwrap());
+        assert_eq!(ends.num_rows(), 2);
+        assert_eq!(ends.row(0), all.row(0));
+        assert_eq!(ends.row(1), all.row(2));
+        let one = keys.of_ends(&rows.slice(1, 1)).unwrap();
+        assert_eq!((one.row(0), one.row(1)), (all.row(1), all.row(1)));
     }
 
     #[test]

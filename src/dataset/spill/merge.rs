@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use arrow::row::Rows;
+use arrow::row::{Row, Rows};
 
 use super::read::{NullColumns, RunReader};
 use super::{Run, SpillError};
@@ -15,11 +15,16 @@ use crate::dataset::sorted::SortKeys;
 struct Input {
     reader: RunReader,
     path: PathBuf,
-    /// The run's current batch: its index in [`Merge::staged`], its sort keys, the next row.
+    /// The run's current batch: its index in [`Merge::staged`], the next row, its rows.
     slot: usize,
-    keys: Option<Rows>,
     row: usize,
     len: usize,
+    /// The sort keys of the batch's first and last rows, and of all its rows once a row in
+    /// between is compared: a batch whose rows all go out in one step (runs that do not
+    /// overlap) is never converted whole. Whenever `row` is neither the first nor the last,
+    /// `keys` holds all of them.
+    ends: Option<Rows>,
+    keys: Option<Rows>,
 }
 
 /// Sorted runs merged into one sorted stream of batches. Equal keys come in run order.
@@ -69,9 +74,10 @@ impl Merge {
                 reader,
                 path: run.path().to_owned(),
                 slot: 0,
-                keys: None,
                 row: 0,
                 len: 0,
+                ends: None,
+                keys: None,
             });
             let input = merge.inputs.len() - 1;
             if merge.load(input)? {
@@ -93,13 +99,17 @@ impl Merge {
             let Some(&top) = self.heap.first() else {
                 break;
             };
-            let take = self.rows_first(top).min(self.batch_rows - self.order.len());
+            let take = self
+                .rows_first(top)?
+                .min(self.batch_rows - self.order.len());
             let input = &mut self.inputs[top];
             let slot = input.slot;
             self.order
                 .extend((input.row..input.row + take).map(|row| (slot, row)));
             input.row += take;
-            if input.row == input.len && !self.load(top)? {
+            if input.row < input.len {
+                self.convert(top)?;
+            } else if !self.load(top)? {
                 let last = self.heap.len() - 1;
                 self.heap.swap(0, last);
                 self.heap.pop();
@@ -143,12 +153,13 @@ impl Merge {
             if batch.num_rows() == 0 {
                 continue;
             }
-            input.keys = self
+            input.ends = self
                 .keys
                 .as_ref()
-                .map(|keys| keys.of(&batch))
+                .map(|keys| keys.of_ends(&batch))
                 .transpose()
                 .map_err(SpillError::reading(&input.path))?;
+            input.keys = None;
             input.row = 0;
             input.len = batch.num_rows();
             self.staged.push(batch);
@@ -158,27 +169,43 @@ impl Merge {
         Ok(false)
     }
 
+    /// Converts the sort keys of every row of input `i`'s batch, unless done already.
+    fn convert(&mut self, i: usize) -> Result<(), SpillError> {
+        let input = &mut self.inputs[i];
+        if let (None, Some(keys)) = (&input.keys, &self.keys) {
+            let batch = &self.staged[input.slot];
+            input.keys = Some(keys.of(batch).map_err(SpillError::reading(&input.path))?);
+        }
+        Ok(())
+    }
+
     /// How many of the heap's top input's next rows (at least one) come before every other
     /// input's current row: all of them go out in one step. Runs that do not overlap (a day's
     /// runs often hold different DAGs) then cost a comparison or two per batch, not per row.
-    fn rows_first(&self, top: usize) -> usize {
-        let input = &self.inputs[top];
+    ///
+    /// # Errors
+    /// When the keys of the top input's batch cannot be converted (a bug).
+    fn rows_first(&mut self, top: usize) -> Result<usize, SpillError> {
         let runner_up = match (self.heap.get(1), self.heap.get(2)) {
             (Some(&a), Some(&b)) => Some(if self.before(a, b) { a } else { b }),
             (a, b) => a.or(b).copied(),
         };
+        let (row, len) = (self.inputs[top].row, self.inputs[top].len);
         let Some(other) = runner_up else {
-            return input.len - input.row;
+            return Ok(len - row);
         };
-        let first = |row: usize| self.row_before(top, row, other);
-        if first(input.len - 1) {
-            return input.len - input.row;
+        if self.row_before(top, len - 1, other) {
+            return Ok(len - row);
         }
+        // Rows in between are compared from here on.
+        self.convert(top)?;
+        let input = &self.inputs[top];
+        let first = |row: usize| self.row_before(top, row, other);
         // Rows of a run are sorted: `first` holds up to some row and fails after it. It holds
         // at the current row (the heap's order) and fails at the last.
         let (mut low, mut high) = (input.row + 1, input.len - 1);
         if !first(low) {
-            return 1;
+            return Ok(1);
         }
         while low < high {
             let middle = low + (high - low) / 2;
@@ -188,7 +215,7 @@ impl Merge {
                 high = middle;
             }
         }
-        low - input.row
+        Ok(low - input.row)
     }
 
     /// Whether input `a`'s current row comes before input `b`'s.
@@ -199,12 +226,29 @@ impl Merge {
     /// Whether row `row` of input `a`'s batch comes before input `b`'s current row (equal keys:
     /// the earlier run first).
     fn row_before(&self, a: usize, row: usize, b: usize) -> bool {
-        let (x, y) = (&self.inputs[a], &self.inputs[b]);
-        let keys = match (&x.keys, &y.keys) {
-            (Some(kx), Some(ky)) => kx.row(row).cmp(&ky.row(y.row)),
+        let keys = match (self.key(a, row), self.key(b, self.inputs[b].row)) {
+            (Some(ka), Some(kb)) => ka.cmp(&kb),
             _ => std::cmp::Ordering::Equal,
         };
         keys.then(a.cmp(&b)).is_lt()
+    }
+
+    /// The sort key of row `row` of input `i`'s batch; `None` without sort columns. Without
+    /// the keys of all its rows, `row` is the first or the last (see [`Input::keys`]).
+    fn key(&self, i: usize, row: usize) -> Option<Row<'_>> {
+        let input = &self.inputs[i];
+        if let Some(keys) = &input.keys {
+            return Some(keys.row(row));
+        }
+        debug_assert!(
+            row == 0 || row + 1 == input.len,
+            "row {row} of {}",
+            input.len
+        );
+        input
+            .ends
+            .as_ref()
+            .map(|ends| ends.row(usize::from(row != 0)))
     }
 
     fn sift_down(&mut self, mut position: usize) {

@@ -171,13 +171,22 @@ fn overlapping_and_disjoint_runs_with_ties_merge_like_a_stable_sort() {
             .wrapping_add(1);
         (state >> 33) % bound
     };
+    // Keys this long make spilled batches of 64 rows, so a run is several batches, some of
+    // which go out whole and some in part.
+    let pad = "-".repeat(2100);
     let mut expected = Vec::new();
-    for run in 0..6u64 {
-        // Runs 0-2 share a small alphabet (many ties); runs 3-5 each own a disjoint range.
-        let mut rows: Vec<(Option<String>, i32)> = (0..50)
+    for run in 0..8u64 {
+        // Runs 0-2 share a small alphabet (many ties); runs 3-5 each own a disjoint range;
+        // run 6 holds keys on both sides of run 7's.
+        let mut rows: Vec<(Option<String>, i32)> = (0..300)
             .map(|i| {
-                let key = if run < 3 { next(5) } else { 10 * run + next(8) };
-                (Some(format!("k{key:03}")), (run * 100 + i) as i32)
+                let key = match run {
+                    0..3 => next(5),
+                    3..6 => 10 * run + next(8),
+                    6 => 60 + next(4) + 10 * next(2),
+                    _ => 64 + next(6),
+                };
+                (Some(format!("k{key:03}{pad}")), (run * 1000 + i) as i32)
             })
             .collect();
         rows.sort_by(|a, b| a.0.cmp(&b.0));
@@ -187,7 +196,7 @@ fn overlapping_and_disjoint_runs_with_ties_merge_like_a_stable_sort() {
     }
     expected.sort_by(|a, b| a.0.cmp(&b.0));
     let runs = spill.take().remove(&Some("d".to_owned())).unwrap();
-    for batch_rows in [1, 7, 1000] {
+    for batch_rows in [1, 7, 100, 5000] {
         let (_, ns) = merged(&runs, batch_rows);
         assert_eq!(
             ns,
