@@ -236,6 +236,7 @@ impl Merge {
     /// The sort key of row `row` of input `i`'s batch; `None` without sort columns. Without
     /// the keys of all its rows, `row` is the first or the last (see [`Input::keys`]).
     fn key(&self, i: usize, row: usize) -> Option<Row<'_>> {
+        self.keys.as_ref()?;
         let input = &self.inputs[i];
         if let Some(keys) = &input.keys {
             return Some(keys.row(row));

@@ -34,8 +34,10 @@ const SPILL_BATCH_BYTES: usize = 128 * 1024;
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 
 /// How many runs one merge may take within `memory` bytes. A run holds up to two batches at a
-/// time (the one being merged, and the one rows still point into until the next output batch). More runs of one partition are first merged in groups into longer runs
-/// ([`Spill::reduce`]), so merge memory stays bounded however large the table.
+/// time (the one being merged, and the one rows still point into until the next output batch);
+/// the batch's sort keys and the all-NULL arrays of columns left out of runs are small beside
+/// them and not counted. More runs of one partition are first merged in groups into longer
+/// runs ([`Spill::reduce`]), so merge memory stays bounded however large the table.
 pub fn fan_in(memory: usize) -> usize {
     (memory / (2 * SPILL_BATCH_BYTES)).clamp(4, 1024)
 }

@@ -3,8 +3,9 @@
 //! A run is an Arrow IPC stream, but arrow's stream reader is not used to read it back: it
 //! zeroes each body's buffer before reading into it, reads through a buffer of its own, and
 //! (unless told not to) validates every value again. The writer recorded the size of every
-//! message of the run, so each batch is one exact read into a buffer that becomes the batch's
-//! memory, decoded without validation. Columns NULL in every row of a run were left out of it
+//! message of the run, so each batch is read, at its exact size, into memory that is not
+//! zeroed first and becomes the batch's buffers (std's `read_to_end` into reserved capacity:
+//! two `read` calls, the first of at most 8 KiB), and decoded without validation. Columns NULL in every row of a run were left out of it
 //! and come back as slices of one all-NULL array per column ([`NullColumns`]).
 
 use std::cell::OnceCell;

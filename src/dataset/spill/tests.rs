@@ -211,18 +211,21 @@ fn without_sort_columns_runs_follow_each_other() {
     let root = tempfile::tempdir().unwrap();
     let spill = Spill::try_new(root.path(), "t", schema()).unwrap();
     for rows in [
-        [(Some("b"), 1), (Some("a"), 2)],
-        [(Some("c"), 3), (None, 4)],
+        [(Some("b"), 1), (Some("a"), 2), (None, 3)],
+        [(Some("c"), 4), (None, 5), (Some("a"), 6)],
     ] {
         spill.write([(None, batch(&rows))]).unwrap();
     }
     let runs = spill.take().remove(&None).unwrap();
-    let mut merge = Merge::try_new(&runs, schema(), &[], 3).unwrap();
-    let mut ns = Vec::<i32>::new();
-    while let Some(batch) = merge.next_batch().unwrap() {
-        ns.extend(batch.column(1).as_primitive::<Int32Type>().values().iter());
+    // Output batches that end inside a run's batch, too.
+    for batch_rows in [1, 3] {
+        let mut merge = Merge::try_new(&runs, schema(), &[], batch_rows).unwrap();
+        let mut ns = Vec::<i32>::new();
+        while let Some(batch) = merge.next_batch().unwrap() {
+            ns.extend(batch.column(1).as_primitive::<Int32Type>().values().iter());
+        }
+        assert_eq!(ns, [1, 2, 3, 4, 5, 6], "{batch_rows}");
     }
-    assert_eq!(ns, [1, 2, 3, 4]);
 }
 
 #[test]

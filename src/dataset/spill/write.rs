@@ -85,7 +85,8 @@ impl Run {
         let batches = self.at.batch_bytes.clone();
         // SAFETY: the run was written by this process (`FileWriter::run`) from valid arrays of
         // `schema` without the columns `dropped`, as messages of these sizes, and its file's
-        // size is the size written.
+        // size is the size written. Its bytes are still those written: other runs of the file
+        // are removed by punching holes in their own ranges only (`punch_hole`).
         unsafe { RunReader::try_new(file, schema, &self.at.dropped, batches) }
             .map_err(SpillError::reading(path))
     }
@@ -99,42 +100,53 @@ impl Run {
     }
 }
 
-/// Frees the whole blocks of `bytes` bytes at `offset` in the file at `path`, keeping its size.
-/// Best effort: the space is freed anyway when the file's last run is removed.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// Frees the disk blocks of the `bytes` bytes at `offset` in the file at `path`, keeping its
+/// size: the kernel frees the blocks wholly inside the range and zeroes the rest of it, never a
+/// byte outside it (`fallocate(2)`), so the file's other runs read as written. Best effort: the
+/// space is freed anyway when the file's last run is removed; a file system that cannot punch
+/// holes is logged once.
+#[cfg(target_os = "linux")]
 fn punch_hole(path: &Path, offset: u64, bytes: u64) {
     use std::os::fd::AsRawFd;
+    use std::sync::atomic::AtomicBool;
 
-    const BLOCK: u64 = 4096;
-    let (start, end) = (
-        offset.next_multiple_of(BLOCK),
-        (offset + bytes) / BLOCK * BLOCK,
-    );
-    let (Ok(start), Ok(length)) = (
-        libc::off_t::try_from(start),
-        libc::off_t::try_from(end.saturating_sub(start)),
-    ) else {
+    static LOGGED: AtomicBool = AtomicBool::new(false);
+    let (Ok(start), Ok(length)) = (libc::off_t::try_from(offset), libc::off_t::try_from(bytes))
+    else {
         return;
     };
-    if length == 0 {
-        return;
-    }
-    let Ok(file) = std::fs::OpenOptions::new().write(true).open(path) else {
-        return;
-    };
-    // SAFETY: `file` is an open descriptor for the call's whole duration; fallocate does not
-    // touch memory of this process.
-    unsafe {
-        libc::fallocate(
-            file.as_raw_fd(),
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            start,
-            length,
+    let punched = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|file| {
+            // SAFETY: `file` is an open descriptor for the whole call; fallocate reads and
+            // writes no memory of this process.
+            let done = unsafe {
+                libc::fallocate(
+                    file.as_raw_fd(),
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    start,
+                    length,
+                )
+            };
+            if done == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    if let Err(error) = punched
+        && !LOGGED.swap(true, Ordering::Relaxed)
+    {
+        tracing::debug!(
+            path = %path.display(),
+            error = %error,
+            "Could not free a merged run's disk space early; it is freed with its file."
         );
     }
 }
 
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+#[cfg(not(target_os = "linux"))]
 fn punch_hole(_path: &Path, _offset: u64, _bytes: u64) {}
 
 /// The spilled runs of one table, by partition, in a temporary directory that is removed when
@@ -191,15 +203,7 @@ impl Spill {
             let (rows, dropped) =
                 without_null_columns(&rows).map_err(SpillError::writing(writer.path()))?;
             writer.run(&rows.schema(), dropped, |emit| {
-                let total = rows.num_rows();
-                let batch_rows = spill_batch_rows(slice_memory_size(&rows), total);
-                let mut start = 0;
-                while start < total {
-                    let end = (start + batch_rows).min(total);
-                    emit(rows.slice(start, end - start))?;
-                    start = end;
-                }
-                Ok(())
+                in_spill_batches(&rows, emit)
             })?;
             days.push(day);
         }
@@ -247,16 +251,17 @@ impl Spill {
             let kept: Vec<usize> = (0..self.schema.fields().len())
                 .filter(|i| !dropped.contains(i))
                 .collect();
+            let mut file = self.create()?;
+            let path = file.path().to_owned();
             let schema = Arc::new(
                 self.schema
                     .project(&kept)
-                    .map_err(SpillError::reading(group[0].path()))?,
+                    .map_err(SpillError::writing(&path))?,
             );
-            let mut file = self.create()?;
-            let path = file.path().to_owned();
             file.run(&schema, dropped, |emit| {
                 while let Some(batch) = merge.next_batch()? {
-                    emit(batch.project(&kept).map_err(SpillError::writing(&path))?)?;
+                    let batch = batch.project(&kept).map_err(SpillError::writing(&path))?;
+                    in_spill_batches(&batch, emit)?;
                 }
                 Ok(())
             })?;
@@ -405,6 +410,23 @@ impl<W: Write> Write for Counted<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// Hands `rows` to `emit` in slices of about [`SPILL_BATCH_BYTES`], as [`super::fan_in`]
+/// counts on.
+fn in_spill_batches(
+    rows: &RecordBatch,
+    emit: &mut dyn FnMut(RecordBatch) -> Result<(), SpillError>,
+) -> Result<(), SpillError> {
+    let total = rows.num_rows();
+    let batch_rows = spill_batch_rows(slice_memory_size(rows), total);
+    let mut start = 0;
+    while start < total {
+        let end = (start + batch_rows).min(total);
+        emit(rows.slice(start, end - start))?;
+        start = end;
+    }
+    Ok(())
 }
 
 /// Rows per spilled batch so that a batch is about [`SPILL_BATCH_BYTES`].
