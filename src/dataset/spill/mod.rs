@@ -42,6 +42,11 @@ pub fn fan_in(memory: usize) -> usize {
     (memory / (2 * SPILL_BATCH_BYTES)).clamp(4, 1024)
 }
 
+/// The indexes of `columns` columns other than `dropped`: those a run's batches hold.
+fn kept(columns: usize, dropped: &[usize]) -> Vec<usize> {
+    (0..columns).filter(|i| !dropped.contains(i)).collect()
+}
+
 /// Bounds on the rows per spilled batch, whatever the rows' width.
 const SPILL_BATCH_ROWS: std::ops::RangeInclusive<usize> = 64..=8192;
 

@@ -5,8 +5,9 @@
 //! (unless told not to) validates every value again. The writer recorded the size of every
 //! message of the run, so each batch is read, at its exact size, into memory that is not
 //! zeroed first and becomes the batch's buffers (std's `read_to_end` into reserved capacity:
-//! two `read` calls, the first of at most 8 KiB), and decoded without validation. Columns NULL in every row of a run were left out of it
-//! and come back as slices of one all-NULL array per column ([`NullColumns`]).
+//! two `read` calls, the first of at most 8 KiB), and decoded without validation. Columns NULL
+//! in every row of a run were left out of it and come back as slices of one all-NULL array per
+//! column ([`NullColumns`]).
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ use arrow::ipc::reader::RecordBatchDecoder;
 use arrow::ipc::{MessageHeader, root_as_message};
 use arrow_data::UnsafeFlag;
 
-use super::SPILL_BATCH_ROWS;
+use super::{SPILL_BATCH_ROWS, kept};
 
 /// The IPC continuation marker that starts every message.
 const CONTINUATION: [u8; 4] = [0xff; 4];
@@ -57,10 +58,7 @@ impl RunReader {
         dropped: &[usize],
         batches: Vec<u32>,
     ) -> Result<Self, ArrowError> {
-        let kept: Vec<usize> = (0..schema.fields().len())
-            .filter(|i| !dropped.contains(i))
-            .collect();
-        let written = Arc::new(schema.project(&kept)?);
+        let written = Arc::new(schema.project(&kept(schema.fields().len(), dropped))?);
         let mut skip_validation = UnsafeFlag::new();
         // SAFETY: the caller vouches for the data (see above).
         unsafe { skip_validation.set(true) };

@@ -13,7 +13,7 @@ use arrow::error::ArrowError;
 use arrow::ipc::writer::StreamWriter;
 
 use super::read::RunReader;
-use super::{Merge, SPILL_BATCH_BYTES, SPILL_BATCH_ROWS, SpillError, WRITE_BUFFER_BYTES};
+use super::{Merge, SPILL_BATCH_BYTES, SPILL_BATCH_ROWS, SpillError, WRITE_BUFFER_BYTES, kept};
 use crate::dataset::sorted::slice_memory_size;
 
 /// A file of runs, one after another; deleted when the last of its runs is dropped.
@@ -248,9 +248,7 @@ impl Spill {
             let dropped: Vec<usize> = (0..self.schema.fields().len())
                 .filter(|i| group.iter().all(|run| run.at.dropped.contains(i)))
                 .collect();
-            let kept: Vec<usize> = (0..self.schema.fields().len())
-                .filter(|i| !dropped.contains(i))
-                .collect();
+            let kept = kept(self.schema.fields().len(), &dropped);
             let mut file = self.create()?;
             let path = file.path().to_owned();
             let schema = Arc::new(
