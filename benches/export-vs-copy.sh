@@ -17,6 +17,8 @@
 #
 #   benches/export-vs-copy.sh [TASK_INSTANCES (default 5000000)] [JOBS (default 2)]
 #
+# It measures the `dist` build (Cargo.toml); PROFILE=release measures another profile, and
+# CONTRAIL_BIN=path a binary built elsewhere.
 # EXPORT_ARGS adds options to the export, e.g. EXPORT_ARGS="--run-index-memory 64".
 # ORDER is the generator's --insertion-order: `time` (default; rows sit in the table in the
 # order the scheduler created them, as in a real Airflow database) or `dag` (DAG by DAG: every
@@ -29,8 +31,7 @@ source scripts/lib/deps.sh
 rows=${1:-5000000}
 jobs=${2:-2}
 runs=${RUNS:-3}
-cargo build --release --quiet --bin contrail
-bin=${CARGO_TARGET_DIR:-target}/release/contrail
+bin=$(contrail_bench_binary)
 work=$(mktemp -d -t contrail-bench-XXXXXX)
 pgdir=$(mktemp -d -t contrail-bench-pg-XXXXXX)
 contrail_pg_start "$pgdir"

@@ -8,6 +8,9 @@
 # best time of each is compared. The import's own post-commit verification is timed apart.
 #
 #   benches/import-vs-copy.sh [TASK_INSTANCES (default 5000000)]
+#
+# It measures the `dist` build (Cargo.toml); PROFILE=release measures another profile, and
+# CONTRAIL_BIN=path a binary built elsewhere.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/deps.sh
@@ -15,8 +18,7 @@ source scripts/lib/deps.sh
 
 rows=${1:-5000000}
 runs=${RUNS:-3}
-cargo build --release --quiet --bin contrail
-bin=${CARGO_TARGET_DIR:-target}/release/contrail
+bin=$(contrail_bench_binary)
 work=$(mktemp -d -t contrail-bench-XXXXXX)
 contrail_pg_start "$(mktemp -d -t contrail-bench-pg-XXXXXX)"
 admin="postgresql://postgres@127.0.0.1:$CONTRAIL_PG_PORT/postgres"

@@ -28,6 +28,20 @@ contrail_pg_bindir() {
     return 1
 }
 
+# Builds the contrail binary a benchmark measures and prints its path: cargo profile $PROFILE
+# (default `dist`, the build to deploy), or $CONTRAIL_BIN as it is, to measure a binary built
+# elsewhere (comparing two builds on one generated database).
+contrail_bench_binary() {
+    if [[ -n ${CONTRAIL_BIN:-} ]]; then
+        echo "$CONTRAIL_BIN"
+        return 0
+    fi
+    local profile=${PROFILE:-dist}
+    echo "contrail: building the $profile profile (the first dist build takes ~20 minutes on 2 cores)" >&2
+    cargo build --profile "$profile" --quiet --bin contrail >&2
+    echo "${CARGO_TARGET_DIR:-target}/$profile/contrail"
+}
+
 # Starts a throwaway cluster in directory $1 on a free 127.0.0.1 port with trust auth; sets
 # CONTRAIL_PG_PORT and registers a trap that stops it and removes the directory on exit.
 # As root, the server runs as the `postgres` user (PostgreSQL refuses to run as root).
