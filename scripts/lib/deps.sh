@@ -37,7 +37,7 @@ contrail_bench_binary() {
         return 0
     fi
     local profile=${PROFILE:-dist}
-    echo "contrail: building the $profile profile (the first dist build takes ~20 minutes on 2 cores)" >&2
+    echo "contrail: building the $profile profile (a first dist build takes about 15 minutes on 2 cores)" >&2
     cargo build --profile "$profile" --quiet --bin contrail >&2
     echo "${CARGO_TARGET_DIR:-target}/$profile/contrail"
 }
