@@ -31,10 +31,11 @@ const SPILL_BATCH_BYTES: usize = 128 * 1024;
 
 /// Write buffer of a run file. Arrow writes a batch as many small pieces (a header, then each
 /// column's buffers), and the file gets them in writes of this size. Writing them as they come
-/// (an 8 KiB buffer passed most of them straight through) made ~7 KiB writes, each ending inside
-/// a page the kernel then zeroes before the next write fills it: writing a run cost the kernel
-/// about twice what 256 KiB writes cost (a 2M-row export's `write` calls 89k -> ~3k), far more
-/// than copying the pieces into this buffer costs.
+/// (an 8 KiB buffer passed most of them straight through) made ~7 KiB writes, most ending inside
+/// a new page whose unwritten rest the kernel zeroes first: writing a run cost the kernel about
+/// twice what 256 KiB writes cost (a 2M-row export's `write` calls 89k -> ~3k), far more than
+/// copying the pieces into this buffer costs. One such buffer per run file being written is
+/// outside `--memory-per-job`.
 const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 
 /// How many runs one merge may take within `memory` bytes. A run holds up to two batches at a
