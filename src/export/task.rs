@@ -156,8 +156,16 @@ fn merge_runs(
         rows = runs.iter().map(Run::rows).sum::<usize>(),
         "Merging spilled runs."
     );
+    // The last merge shares the job's memory with the Parquet writer (a row group's pages, up
+    // to a quarter of it, and a dictionary per column): it takes a third of the runs a merge
+    // alone could.
     let runs = spill
-        .reduce(runs, &sort_columns, spill::fan_in(job.memory_budget))
+        .reduce(
+            runs,
+            &sort_columns,
+            spill::fan_in(job.memory_budget),
+            spill::fan_in(job.memory_budget / 3),
+        )
         .map_err(|e| job.spill_error(e))?;
     let mut files = FileSink {
         job,

@@ -135,29 +135,53 @@ fn day_values(n: i32) -> impl Iterator<Item = i32> {
     (0..3000).map(move |i| n * 10_000 + i)
 }
 
+/// Spills runs of day "d" with `sizes` rows each, keys `k00`.. repeating across runs, and
+/// returns every row in the order written.
+fn spill_runs(spill: &Spill, sizes: &[i32], keys: i32) -> Vec<(Option<String>, i32)> {
+    let mut written = Vec::new();
+    for (run, &size) in (0..).zip(sizes) {
+        let rows: Vec<(Option<String>, i32)> = (0..size)
+            .map(|i| (Some(format!("k{:02}", (i * 7 + run) % keys)), run * 100 + i))
+            .collect();
+        let refs: Vec<(Option<&str>, i32)> = rows.iter().map(|(k, n)| (k.as_deref(), *n)).collect();
+        spill_sorted(spill, "d", &refs);
+        written.extend(rows);
+    }
+    written
+}
+
+/// `runs` merge into `written` sorted by key, equal keys in the order their runs were written.
+fn assert_merge_is_stable_sort(runs: &[Run], mut written: Vec<(Option<String>, i32)>) {
+    let (keys, ns) = merged(runs, 8);
+    written.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(ns, written.iter().map(|r| r.1).collect::<Vec<_>>());
+    assert_eq!(keys, written.into_iter().map(|r| r.0).collect::<Vec<_>>());
+}
+
 #[test]
 fn more_runs_than_the_fan_in_are_merged_in_groups_keeping_every_row() {
     let root = tempfile::tempdir().unwrap();
     let spill = Spill::try_new(root.path(), "t", schema()).unwrap();
-    let mut expected = Vec::new();
-    for run in 0..7 {
-        let rows: Vec<(Option<String>, i32)> = (0..5)
-            .map(|i| (Some(format!("k{:02}", (i * 7 + run) % 13)), run * 10 + i))
-            .collect();
-        let refs: Vec<(Option<&str>, i32)> = rows.iter().map(|(k, n)| (k.as_deref(), *n)).collect();
-        spill_sorted(&spill, "d", &refs);
-        expected.extend(rows);
-    }
+    let written = spill_runs(&spill, &[5; 7], 13);
     let runs = spill.take().remove(&Some("d".to_owned())).unwrap();
-    let runs = spill.reduce(runs, &[0], 3).unwrap();
+    let runs = spill.reduce(runs, &[0], 3, 3).unwrap();
     assert!(runs.len() <= 3, "{} runs left", runs.len());
     // Only the reduced runs are left on disk.
     assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), runs.len());
-    let (keys, ns) = merged(&runs, 8);
-    // Stable: equal keys in the order their runs were written.
-    expected.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(ns, expected.iter().map(|r| r.1).collect::<Vec<_>>());
-    assert_eq!(keys, expected.into_iter().map(|r| r.0).collect::<Vec<_>>());
+    assert_merge_is_stable_sort(&runs, written);
+}
+
+#[test]
+fn reducing_merges_only_the_neighbouring_runs_with_fewest_rows_in_their_place() {
+    let root = tempfile::tempdir().unwrap();
+    let spill = Spill::try_new(root.path(), "t", schema()).unwrap();
+    let written = spill_runs(&spill, &[40, 1, 2, 30, 5], 11);
+    let runs = spill.take().remove(&Some("d".to_owned())).unwrap();
+    // Three of five runs must go into one: of the neighbours 40+1+2, 1+2+30 and 2+30+5, the
+    // middle three hold the fewest rows; the runs of 40 and 5 rows are not rewritten.
+    let runs = spill.reduce(runs, &[0], 8, 3).unwrap();
+    assert_eq!(runs.iter().map(Run::rows).collect::<Vec<_>>(), [40, 33, 5]);
+    assert_merge_is_stable_sort(&runs, written);
 }
 
 #[test]
@@ -263,7 +287,7 @@ fn columns_null_in_every_row_of_a_run_are_left_out_and_read_back_as_null() {
     // Sorted by key, NULLs first and in run order.
     expected.sort_by(|a, b| a.0.cmp(&b.0));
     let runs = spill.take().remove(&None).unwrap();
-    let (keys, ns) = merged(&spill.reduce(runs, &[0], 2).unwrap(), 7);
+    let (keys, ns) = merged(&spill.reduce(runs, &[0], 2, 2).unwrap(), 7);
     assert_eq!(ns, expected.iter().map(|r| r.1).collect::<Vec<_>>());
     assert_eq!(keys, expected.into_iter().map(|r| r.0).collect::<Vec<_>>());
 }

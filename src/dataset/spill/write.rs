@@ -149,6 +149,21 @@ fn punch_hole(path: &Path, offset: u64, bytes: u64) {
 #[cfg(not(target_os = "linux"))]
 fn punch_hole(_path: &Path, _offset: u64, _bytes: u64) {}
 
+/// Where the `width` neighbouring runs of `runs` holding the fewest rows begin (the first such
+/// place on a tie).
+fn fewest_rows(runs: &[Run], width: usize) -> usize {
+    let rows: Vec<usize> = runs.iter().map(Run::rows).collect();
+    let mut sum: usize = rows.iter().take(width).sum();
+    let (mut best, mut best_sum) = (0, sum);
+    for start in 1..=rows.len().saturating_sub(width) {
+        sum = sum + rows[start + width - 1] - rows[start - 1];
+        if sum < best_sum {
+            (best, best_sum) = (start, sum);
+        }
+    }
+    best
+}
+
 /// The spilled runs of one table, by partition, in a temporary directory that is removed when
 /// this is dropped.
 #[derive(Debug)]
@@ -229,8 +244,11 @@ impl Spill {
         std::mem::take(&mut *self.lock())
     }
 
-    /// Merges groups of runs until at most `fan_in` are left, so that one [`Merge`] can take
-    /// them all. The order of runs is kept, so equal keys keep their order.
+    /// Merges neighbouring runs until at most `leave` are left, so that the last [`Merge`]
+    /// takes them all within its share of memory; one merge here takes at most `fan_in` runs.
+    /// Each step merges just as many runs as it must, the neighbours holding the fewest rows,
+    /// and puts the merged run in their place: rows are rewritten only as often as the memory
+    /// bound needs, and runs keep their order, so equal keys keep theirs.
     ///
     /// # Errors
     /// When a run cannot be read or the merged run cannot be written.
@@ -239,35 +257,47 @@ impl Spill {
         mut runs: Vec<Run>,
         sort_columns: &[usize],
         fan_in: usize,
+        leave: usize,
     ) -> Result<Vec<Run>, SpillError> {
-        let fan_in = fan_in.max(2);
-        while runs.len() > fan_in {
-            let group: Vec<Run> = runs.drain(..fan_in).collect();
-            let mut merge = Merge::try_new(&group, self.schema.clone(), sort_columns, 8192)?;
-            // A column NULL in every run of the group is NULL in every row merged.
-            let dropped: Vec<usize> = (0..self.schema.fields().len())
-                .filter(|i| group.iter().all(|run| run.at.dropped.contains(i)))
-                .collect();
-            let kept = kept(self.schema.fields().len(), &dropped);
-            let mut file = self.create()?;
-            let path = file.path().to_owned();
-            let schema = Arc::new(
-                self.schema
-                    .project(&kept)
-                    .map_err(SpillError::writing(&path))?,
-            );
-            file.run(&schema, dropped, |emit| {
-                while let Some(batch) = merge.next_batch()? {
-                    let batch = batch.project(&kept).map_err(SpillError::writing(&path))?;
-                    in_spill_batches(&batch, emit)?;
-                }
-                Ok(())
-            })?;
-            let merged = self.finish(file)?;
+        let (fan_in, leave) = (fan_in.max(2), leave.max(1));
+        while runs.len() > leave {
+            let width = (runs.len() - leave + 1).min(fan_in);
+            let start = fewest_rows(&runs, width);
+            let group: Vec<Run> = runs.drain(start..start + width).collect();
+            let merged = self.merge_into_one(&group, sort_columns)?;
             group.into_iter().for_each(Run::remove);
-            runs.splice(0..0, merged);
+            runs.splice(start..start, merged);
         }
         Ok(runs)
+    }
+
+    /// Merges `group` into one new run (in a file of its own).
+    fn merge_into_one(
+        &self,
+        group: &[Run],
+        sort_columns: &[usize],
+    ) -> Result<Vec<Run>, SpillError> {
+        let mut merge = Merge::try_new(group, self.schema.clone(), sort_columns, 8192)?;
+        // A column NULL in every run of the group is NULL in every row merged.
+        let dropped: Vec<usize> = (0..self.schema.fields().len())
+            .filter(|i| group.iter().all(|run| run.at.dropped.contains(i)))
+            .collect();
+        let kept = kept(self.schema.fields().len(), &dropped);
+        let mut file = self.create()?;
+        let path = file.path().to_owned();
+        let schema = Arc::new(
+            self.schema
+                .project(&kept)
+                .map_err(SpillError::writing(&path))?,
+        );
+        file.run(&schema, dropped, |emit| {
+            while let Some(batch) = merge.next_batch()? {
+                let batch = batch.project(&kept).map_err(SpillError::writing(&path))?;
+                in_spill_batches(&batch, emit)?;
+            }
+            Ok(())
+        })?;
+        self.finish(file)
     }
 
     /// Creates the next run file.
