@@ -94,13 +94,13 @@ impl Partitioner {
         if batches.is_empty() {
             return Ok(Vec::new());
         }
-        let keys = sorted::sort_keys(&batches, &self.sort_columns)?;
+        let keys = sorted::FlushKeys::try_new(&batches, &self.sort_columns)?;
         // One order for every day, day after day, and where each day ends in it.
         let mut order = Vec::with_capacity(days.values().map(Vec::len).sum());
         let mut ends = Vec::with_capacity(days.len());
         for (day, mut rows) in days {
             if let Some(keys) = &keys {
-                sorted::sort_order(keys, &mut rows);
+                keys.sort(&mut rows);
             }
             order.extend_from_slice(&rows);
             ends.push((day, order.len()));

@@ -9,7 +9,8 @@ use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::take;
 use arrow::datatypes::Schema;
 use arrow::error::ArrowError;
-use arrow::row::{RowConverter, Rows, SortField};
+use arrow::row::{Row, RowConverter, Rows, SortField};
+use hashbrown::HashMap;
 
 /// Bytes of the buffers' parts that `batch`'s rows use: less than its buffers' size when it is
 /// a slice of a larger batch.
@@ -87,26 +88,117 @@ impl SortKeys {
     }
 }
 
-/// The keys of the columns at `sort_columns` of each batch ([`SortKeys`]); `None` without sort
-/// columns.
+/// The sort keys of the batches a flush sorts, one [`Rows`] per batch, split in two when there
+/// are three sort columns or more: the leading columns, which rows share in groups (a DAG run's
+/// task instances share `dag_id, run_id`), and the last two (`task_id, map_index`).
 ///
-/// # Errors
-/// A sort column that cannot be ordered.
-pub(crate) fn sort_keys(
-    batches: &[RecordBatch],
-    sort_columns: &[usize],
-) -> Result<Option<Vec<Rows>>, ArrowError> {
-    let Some(first) = batches.first() else {
-        return Ok(None);
-    };
-    let Some(keys) = SortKeys::try_new(&first.schema(), sort_columns)? else {
-        return Ok(None);
-    };
-    batches
-        .iter()
-        .map(|batch| keys.of(batch))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+/// Split, a day's rows are sorted by group and then by the rest: each distinct group's key is
+/// compared in a sort of the groups only, and rows compare a group rank, not keys that differ
+/// late (the run ids of one DAG share their first twenty bytes). Keys in arrow's row format are
+/// prefix-free, so ordering by group then rest is ordering by the whole key, as a merge of the
+/// runs does ([`SortKeys`]).
+#[derive(Debug)]
+pub(crate) struct FlushKeys {
+    groups: Vec<Rows>,
+    rest: Option<Vec<Rows>>,
+}
+
+impl FlushKeys {
+    /// The keys of the columns at `sort_columns` of each of `batches`; `None` without sort
+    /// columns or batches.
+    ///
+    /// # Errors
+    /// A sort column that cannot be ordered.
+    pub(crate) fn try_new(
+        batches: &[RecordBatch],
+        sort_columns: &[usize],
+    ) -> Result<Option<Self>, ArrowError> {
+        let Some(first) = batches.first() else {
+            return Ok(None);
+        };
+        let split = if sort_columns.len() >= 3 {
+            sort_columns.len() - 2
+        } else {
+            sort_columns.len()
+        };
+        let (group_columns, rest_columns) = sort_columns.split_at(split);
+        let Some(groups) = SortKeys::try_new(&first.schema(), group_columns)? else {
+            return Ok(None);
+        };
+        let of_each = |keys: &SortKeys| {
+            batches
+                .iter()
+                .map(|batch| keys.of(batch))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let rest = match SortKeys::try_new(&first.schema(), rest_columns)? {
+            Some(keys) => Some(of_each(&keys)?),
+            None => None,
+        };
+        Ok(Some(Self {
+            groups: of_each(&groups)?,
+            rest,
+        }))
+    }
+
+    /// Sorts `order` (`(batch, row)` pairs) by key, stably; a no-op when already sorted.
+    pub(crate) fn sort(&self, order: &mut [(usize, usize)]) {
+        let Some(rest) = &self.rest else {
+            return sort_order(&self.groups, order);
+        };
+        let group = |&(b, r): &(usize, usize)| self.groups[b].row(r);
+        let tail = |&(b, r): &(usize, usize)| rest[b].row(r);
+        let key = |p: &(usize, usize)| (group(p), tail(p));
+        if order.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
+            return;
+        }
+        // Number the distinct groups as they come (rows of one group mostly come together),
+        // then rank the numbers in key order.
+        let mut numbers: HashMap<Row<'_>, u32> = HashMap::new();
+        let mut distinct: Vec<Row<'_>> = Vec::new();
+        let mut previous: Option<(Row<'_>, u32)> = None;
+        let numbered: Vec<u32> = order
+            .iter()
+            .map(|position| {
+                let key = group(position);
+                if let Some((last, number)) = previous
+                    && last == key
+                {
+                    return number;
+                }
+                let number = *numbers.entry(key).or_insert_with(|| {
+                    distinct.push(key);
+                    (distinct.len() - 1) as u32
+                });
+                previous = Some((key, number));
+                number
+            })
+            .collect();
+        let mut by_key: Vec<u32> = (0..distinct.len() as u32).collect();
+        by_key.sort_unstable_by(|&a, &b| distinct[a as usize].cmp(&distinct[b as usize]));
+        let mut rank = vec![0u32; distinct.len()];
+        for (r, &number) in by_key.iter().enumerate() {
+            rank[number as usize] = r as u32;
+        }
+        // Each position moves with its group's rank and the first twelve bytes of the rest of
+        // its key as one number; only rows of one group whose rest begins alike compare more.
+        let mut ranked: Vec<(u128, (usize, usize))> = order
+            .iter()
+            .zip(&numbered)
+            .map(|(position, &number)| {
+                let mut bytes = [0; 16];
+                bytes[..4].copy_from_slice(&rank[number as usize].to_be_bytes());
+                let tail = tail(position);
+                let n = tail.as_ref().len().min(12);
+                bytes[4..4 + n].copy_from_slice(&tail.as_ref()[..n]);
+                (u128::from_be_bytes(bytes), *position)
+            })
+            .collect();
+        ranked.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| tail(a).cmp(&tail(b))));
+        for (slot, (_, position)) in order.iter_mut().zip(ranked) {
+            *slot = position;
+        }
+    }
 }
 
 /// Sorts `order` (`(batch, row)` pairs) by `keys`, stably; a no-op when already sorted.
@@ -114,7 +206,7 @@ pub(crate) fn sort_keys(
 /// The sort moves each position with its key's first eight bytes as a number: comparisons of
 /// keys that differ there (different DAGs, mostly) are one integer comparison, not a lookup of
 /// two keys and a `memcmp`.
-pub(crate) fn sort_order(keys: &[Rows], order: &mut [(usize, usize)]) {
+fn sort_order(keys: &[Rows], order: &mut [(usize, usize)]) {
     let key = |&(b, r): &(usize, usize)| keys[b].row(r);
     if order.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
         return;
@@ -185,11 +277,11 @@ pub(crate) mod tests {
             batch(&[(Some("b"), 1), (None, 2)]),
             batch(&[(Some("a"), 3), (Some("b"), 4)]),
         ];
-        let keys = sort_keys(&batches, &[0]).unwrap().unwrap();
+        let keys = FlushKeys::try_new(&batches, &[0]).unwrap().unwrap();
         let mut order = vec![(0, 0), (0, 1), (1, 0), (1, 1)];
-        sort_order(&keys, &mut order);
+        keys.sort(&mut order);
         assert_eq!(order, [(0, 1), (1, 0), (0, 0), (1, 1)]);
-        assert!(sort_keys(&batches, &[]).unwrap().is_none());
+        assert!(FlushKeys::try_new(&batches, &[]).unwrap().is_none());
     }
 
     #[test]
@@ -210,12 +302,102 @@ pub(crate) mod tests {
             .map(|(i, n)| (Some(*n), i as i32))
             .collect();
         let batches = [batch(&rows[..4]), batch(&rows[4..])];
-        let keys = sort_keys(&batches, &[0]).unwrap().unwrap();
+        let keys = FlushKeys::try_new(&batches, &[0]).unwrap().unwrap();
         let mut order: Vec<(usize, usize)> =
             (0..2).flat_map(|b| (0..4).map(move |r| (b, r))).collect();
-        sort_order(&keys, &mut order);
+        keys.sort(&mut order);
         let sorted: Vec<usize> = order.iter().map(|&(b, r)| b * 4 + r).collect();
         assert_eq!(sorted, [7, 4, 1, 2, 6, 0, 3, 5]);
+    }
+
+    /// A task instance's sort columns: `(dag, run, task, n)`.
+    type RunRow = (Option<String>, Option<String>, String, i32);
+
+    /// A batch of `(dag: Utf8, run: Utf8, task: Utf8, n: Int32)` rows.
+    fn run_rows(rows: &[RunRow]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("dag", DataType::Utf8, true),
+            Field::new("run", DataType::Utf8, true),
+            Field::new("task", DataType::Utf8, false),
+            Field::new("n", DataType::Int32, false),
+        ]));
+        let strings = |f: &dyn Fn(&RunRow) -> Option<String>| {
+            Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>())) as ArrayRef
+        };
+        RecordBatch::try_new(
+            schema,
+            vec![
+                strings(&|r| r.0.clone()),
+                strings(&|r| r.1.clone()),
+                strings(&|r| Some(r.2.clone())),
+                Arc::new(Int32Array::from(
+                    rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn rows_sorted_by_group_then_the_rest_are_sorted_by_the_whole_key_ties_in_arrival_order() {
+        // Groups (dag, run) with NULLs, long values sharing long prefixes, and rows of one group
+        // both together and apart; tasks and numbers that tie.
+        let mut state = 7u64;
+        let mut next = |n: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % n
+        };
+        let dags = [
+            None,
+            Some("finance_close_012"),
+            Some("finance_close_0"),
+            Some("a"),
+        ];
+        let runs = [
+            None,
+            Some("scheduled__2024-01-01T06:00:00+00:00"),
+            Some("scheduled__2024-01-01T06:00:00+00:00x"),
+            Some("scheduled__2024-01-01T07:00:00+00:00"),
+            Some(""),
+        ];
+        let mut rows = Vec::new();
+        while rows.len() < 600 {
+            let (dag, run) = (dags[next(4) as usize], runs[next(5) as usize]);
+            for _ in 0..=next(4) {
+                rows.push((
+                    dag.map(str::to_owned),
+                    run.map(str::to_owned),
+                    ["extract", "extract_all", "load"][next(3) as usize].to_owned(),
+                    next(3) as i32,
+                ));
+            }
+        }
+        let batches: Vec<RecordBatch> = rows.chunks(97).map(run_rows).collect();
+        let mut order: Vec<(usize, usize)> = batches
+            .iter()
+            .enumerate()
+            .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
+            .collect();
+        // Arrival order is not batch order: the last batch's rows come first.
+        order.rotate_right(batches.last().unwrap().num_rows());
+        let whole = SortKeys::try_new(&batches[0].schema(), &[0, 1, 2, 3])
+            .unwrap()
+            .unwrap();
+        let whole: Vec<Rows> = batches.iter().map(|b| whole.of(b).unwrap()).collect();
+        let mut expected = order.clone();
+        expected.sort_by(|&(ba, ra), &(bb, rb)| whole[ba].row(ra).cmp(&whole[bb].row(rb)));
+
+        let keys = FlushKeys::try_new(&batches, &[0, 1, 2, 3])
+            .unwrap()
+            .unwrap();
+        assert!(keys.rest.is_some());
+        keys.sort(&mut order);
+        assert_eq!(order, expected);
+        // Sorted already: left as it is.
+        keys.sort(&mut order);
+        assert_eq!(order, expected);
     }
 
     #[test]
