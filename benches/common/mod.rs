@@ -145,20 +145,19 @@ fn copy_stream_and_tuples(rows: usize) -> (Vec<u8>, Vec<usize>) {
 /// [`copy_stream`]'s `rows` rows decoded as the export decodes them, in batches of up to
 /// `batch_rows` rows.
 pub fn decoded(rows: usize, batch_rows: usize) -> Vec<RecordBatch> {
-    let stream = copy_stream(rows);
+    let messages = copy_messages(rows);
     let mut decoder = BatchDecoder::try_new(schema(), &wires(), batch_rows).unwrap();
     let mut framer = CopyFramer::new();
     let mut out = Vec::new();
-    framer.push(&stream);
-    framer
-        .drain(decoder.width(), |fields| {
-            decoder.append(fields)?;
-            if decoder.rows() >= batch_rows {
-                out.push(decoder.finish().expect("batch"));
-            }
-            Ok(())
-        })
-        .unwrap();
+    // Fed as the export feeds them: a batch is cut once a chunk of messages fills it.
+    for chunk in messages.chunks(64) {
+        framer
+            .feed(chunk, decoder.width(), |fields| decoder.append(fields))
+            .unwrap();
+        if decoder.rows() >= batch_rows {
+            out.push(decoder.finish().unwrap());
+        }
+    }
     if decoder.rows() > 0 {
         out.push(decoder.finish().unwrap());
     }

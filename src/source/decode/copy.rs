@@ -34,13 +34,14 @@ impl CopyFramer {
         self.finished
     }
 
-    /// Calls `row` with the fields of every complete tuple buffered so far (`None` = NULL), and
-    /// keeps an incomplete tail for the next chunk. Returns the number of tuples.
+    /// Calls `rows` with the fields of every complete tuple buffered so far (`None` = NULL),
+    /// one tuple after another in one slice, and keeps an incomplete tail for the next chunk.
+    /// Returns the number of tuples.
     ///
     /// # Errors
     /// A bad signature, a header extension that is not understood, a field count that does not
-    /// match `columns`, or data after the trailer.
-    pub fn drain<F>(&mut self, columns: usize, row: F) -> Result<usize, DecodeError>
+    /// match `columns`, or data after the trailer; whatever `rows` returns.
+    pub fn drain<F>(&mut self, columns: usize, mut rows: F) -> Result<usize, DecodeError>
     where
         F: FnMut(&[Option<&[u8]>]) -> Result<(), DecodeError>,
     {
@@ -60,17 +61,21 @@ impl CopyFramer {
             self.buffer.advance(19 + extension_len);
             self.header_done = true;
         }
-        let mut fields = Vec::with_capacity(columns);
-        let (used, rows) = tuples(&self.buffer, columns, &mut self.finished, &mut fields, row)?;
+        let mut fields = Vec::new();
+        let (used, count) = tuples(&self.buffer, columns, &mut self.finished, &mut fields)?;
+        if count > 0 {
+            rows(&fields)?;
+        }
+        drop(fields);
         self.buffer.advance(used);
-        Ok(rows)
+        Ok(count)
     }
 
     /// [`push`](Self::push) and [`drain`](Self::drain) for each of `pieces`, without copying
-    /// them while they hold whole tuples: tuples are decoded where they lie. After a tuple split
-    /// between pieces (and the header), pieces are buffered until one ends where a tuple does.
-    /// PostgreSQL sends every tuple in a message of its own, so that is the header's message
-    /// only.
+    /// them while they hold whole tuples: tuples are decoded where they lie, and `rows` gets
+    /// the tuples of consecutive such pieces in one call. After a tuple split between pieces
+    /// (and the header), pieces are buffered until one ends where a tuple does. PostgreSQL
+    /// sends every tuple in a message of its own, so that is the header's message only.
     ///
     /// # Errors
     /// As [`drain`](Self::drain).
@@ -78,42 +83,47 @@ impl CopyFramer {
         &mut self,
         pieces: &[P],
         columns: usize,
-        mut row: F,
+        mut rows: F,
     ) -> Result<usize, DecodeError>
     where
         P: AsRef<[u8]>,
         F: FnMut(&[Option<&[u8]>]) -> Result<(), DecodeError>,
     {
-        let mut fields = Vec::with_capacity(columns);
-        let mut rows = 0;
+        // A piece is a tuple, mostly: room for all of them up front.
+        let mut fields = Vec::with_capacity(pieces.len() * columns);
+        let mut count = 0;
         for piece in pieces {
             let piece = piece.as_ref();
             if !self.buffer.is_empty() || !self.header_done {
+                // Tuples before this piece go first.
+                if !fields.is_empty() {
+                    rows(&fields)?;
+                    fields.clear();
+                }
                 self.push(piece);
-                rows += self.drain(columns, &mut row)?;
+                count += self.drain(columns, &mut rows)?;
                 continue;
             }
-            let (used, n) = tuples(piece, columns, &mut self.finished, &mut fields, &mut row)?;
-            rows += n;
+            let (used, n) = tuples(piece, columns, &mut self.finished, &mut fields)?;
+            count += n;
             self.buffer.extend_from_slice(&piece[used..]);
         }
-        Ok(rows)
+        if !fields.is_empty() {
+            rows(&fields)?;
+        }
+        Ok(count)
     }
 }
 
-/// Calls `row` with the fields of every complete tuple at the start of `data` (the header
-/// already consumed), using `fields` as scratch space, and sets `finished` at the trailer.
-/// Returns the bytes used and the number of tuples.
-fn tuples<'a, F>(
+/// Appends to `fields` the fields of every complete tuple at the start of `data` (the header
+/// already consumed), one tuple after another, and sets `finished` at the trailer. Returns the
+/// bytes used and the number of tuples.
+fn tuples<'a>(
     data: &'a [u8],
     columns: usize,
     finished: &mut bool,
     fields: &mut Vec<Option<&'a [u8]>>,
-    mut row: F,
-) -> Result<(usize, usize), DecodeError>
-where
-    F: FnMut(&[Option<&[u8]>]) -> Result<(), DecodeError>,
-{
+) -> Result<(usize, usize), DecodeError> {
     let mut offset = 0;
     let mut rows = 0;
     loop {
@@ -137,7 +147,7 @@ where
                 "a COPY row has {count} fields, expected {columns}"
             )));
         }
-        fields.clear();
+        let start = fields.len();
         let mut cursor = offset + 2;
         let mut complete = true;
         for _ in 0..columns {
@@ -160,9 +170,9 @@ where
             cursor = end;
         }
         if !complete {
+            fields.truncate(start);
             break;
         }
-        row(fields)?;
         rows += 1;
         offset = cursor;
     }
@@ -190,10 +200,19 @@ mod tests {
         s
     }
 
+    /// The rows of two fields each that a callback got, one after another.
+    fn rows_of(fields: &[Option<&[u8]>]) -> Vec<Vec<Option<Vec<u8>>>> {
+        assert!(fields.len().is_multiple_of(2));
+        fields
+            .chunks(2)
+            .map(|row| row.iter().map(|f| f.map(<[u8]>::to_vec)).collect())
+            .collect()
+    }
+
     fn collect(framer: &mut CopyFramer, out: &mut Vec<Vec<Option<Vec<u8>>>>) -> usize {
         framer
             .drain(2, |fields| {
-                out.push(fields.iter().map(|f| f.map(<[u8]>::to_vec)).collect());
+                out.extend(rows_of(fields));
                 Ok(())
             })
             .unwrap()
@@ -228,7 +247,7 @@ mod tests {
                 for chunk in pieces.chunks(group) {
                     framer
                         .feed(chunk, 2, |fields| {
-                            rows.push(fields.iter().map(|f| f.map(<[u8]>::to_vec)).collect());
+                            rows.extend(rows_of(fields));
                             Ok(())
                         })
                         .unwrap();

@@ -91,19 +91,6 @@ impl Builder {
             Builder::Timestamp(b) => Arc::new(b.finish()),
         })
     }
-
-    fn append_null(&mut self) {
-        match self {
-            Builder::Int16(b) => b.append_null(),
-            Builder::Int32(b) => b.append_null(),
-            Builder::Int64(b) => b.append_null(),
-            Builder::Float64(b) => b.append_null(),
-            Builder::Boolean(b) => b.append_null(),
-            Builder::Utf8(b) => b.append_null(),
-            Builder::Binary(b) => b.append_null(),
-            Builder::Timestamp(b) => b.append_null(),
-        }
-    }
 }
 
 /// Whether a wire type can be decoded into an Arrow type.
@@ -133,36 +120,95 @@ struct ColumnDecoder {
 }
 
 impl ColumnDecoder {
-    fn append(&mut self, value: Option<&[u8]>) -> Result<(), DecodeError> {
-        let Some(bytes) = value else {
-            if !self.nullable {
-                return Err(DecodeError::new("NULL in a column that cannot be NULL"));
-            }
-            self.builder.append_null();
-            return Ok(());
-        };
+    /// Appends the column's values of a run of rows: the type is matched once per run, not
+    /// once per value.
+    fn append<'a>(
+        &mut self,
+        values: impl Iterator<Item = Option<&'a [u8]>>,
+    ) -> Result<(), DecodeError> {
+        let nullable = self.nullable;
         match (&mut self.builder, self.wire) {
-            (Builder::Int16(b), w) => b.append_value(
-                numeric::int(w, bytes)?
-                    .try_into()
-                    .map_err(|_| numeric::range("int16"))?,
+            (Builder::Int16(b), w) => {
+                each(b, values, nullable, Int16Builder::append_null, |b, v| {
+                    let n = numeric::int(w, v)?;
+                    b.append_value(n.try_into().map_err(|_| numeric::range("int16"))?);
+                    Ok(())
+                })
+            }
+            (Builder::Int32(b), w) => {
+                each(b, values, nullable, Int32Builder::append_null, |b, v| {
+                    let n = numeric::int(w, v)?;
+                    b.append_value(n.try_into().map_err(|_| numeric::range("int32"))?);
+                    Ok(())
+                })
+            }
+            (Builder::Int64(b), w) => {
+                each(b, values, nullable, Int64Builder::append_null, |b, v| {
+                    b.append_value(numeric::int(w, v)?);
+                    Ok(())
+                })
+            }
+            (Builder::Float64(b), w) => {
+                each(b, values, nullable, Float64Builder::append_null, |b, v| {
+                    b.append_value(numeric::float(w, v)?);
+                    Ok(())
+                })
+            }
+            (Builder::Boolean(b), _) => {
+                each(b, values, nullable, BooleanBuilder::append_null, |b, v| {
+                    b.append_value(numeric::boolean(v)?);
+                    Ok(())
+                })
+            }
+            (Builder::Utf8(b), WireType::Uuid) => {
+                each(b, values, nullable, BinaryBuilder::append_null, |b, v| {
+                    b.append_value(text::uuid(v)?);
+                    Ok(())
+                })
+            }
+            (Builder::Utf8(b), WireType::Jsonb) => {
+                each(b, values, nullable, BinaryBuilder::append_null, |b, v| {
+                    b.append_value(text::jsonb(v)?);
+                    Ok(())
+                })
+            }
+            (Builder::Utf8(b) | Builder::Binary(b), _) => {
+                each(b, values, nullable, BinaryBuilder::append_null, |b, v| {
+                    b.append_value(v);
+                    Ok(())
+                })
+            }
+            (Builder::Timestamp(b), _) => each(
+                b,
+                values,
+                nullable,
+                TimestampMicrosecondBuilder::append_null,
+                |b, v| {
+                    b.append_value(temporal::timestamp_micros(v)?);
+                    Ok(())
+                },
             ),
-            (Builder::Int32(b), w) => b.append_value(
-                numeric::int(w, bytes)?
-                    .try_into()
-                    .map_err(|_| numeric::range("int32"))?,
-            ),
-            (Builder::Int64(b), w) => b.append_value(numeric::int(w, bytes)?),
-            (Builder::Float64(b), w) => b.append_value(numeric::float(w, bytes)?),
-            (Builder::Boolean(b), _) => b.append_value(numeric::boolean(bytes)?),
-            (Builder::Utf8(b), WireType::Uuid) => b.append_value(text::uuid(bytes)?),
-            (Builder::Utf8(b), WireType::Jsonb) => b.append_value(text::jsonb(bytes)?),
-            (Builder::Utf8(b), _) => b.append_value(bytes),
-            (Builder::Binary(b), _) => b.append_value(bytes),
-            (Builder::Timestamp(b), _) => b.append_value(temporal::timestamp_micros(bytes)?),
         }
-        Ok(())
     }
+}
+
+/// Appends each of `values` to `builder`: a value with `value`, a NULL with `null`, or an error
+/// when the column cannot hold one.
+fn each<'a, B>(
+    builder: &mut B,
+    values: impl Iterator<Item = Option<&'a [u8]>>,
+    nullable: bool,
+    null: fn(&mut B),
+    mut value: impl FnMut(&mut B, &'a [u8]) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    for field in values {
+        match field {
+            Some(bytes) => value(builder, bytes)?,
+            None if nullable => null(builder),
+            None => return Err(DecodeError::new("NULL in a column that cannot be NULL")),
+        }
+    }
+    Ok(())
 }
 
 /// Accumulates decoded rows into a [`RecordBatch`] of a fixed schema.
@@ -231,17 +277,26 @@ impl BatchDecoder {
         self.rows
     }
 
-    /// Appends one row.
+    /// Appends rows: `fields` holds one or more rows of [`width`](Self::width) fields each,
+    /// one row after another. They are decoded column by column.
     ///
     /// # Errors
     /// A malformed value; the message names the column but never shows the value.
     pub fn append(&mut self, fields: &[Option<&[u8]>]) -> Result<(), DecodeError> {
-        for (index, (column, value)) in self.columns.iter_mut().zip(fields).enumerate() {
-            column.append(*value).map_err(|e| {
+        let width = self.columns.len();
+        if width == 0 || !fields.len().is_multiple_of(width) {
+            return Err(DecodeError::new(format!(
+                "{} fields are not rows of {width}",
+                fields.len()
+            )));
+        }
+        for (index, column) in self.columns.iter_mut().enumerate() {
+            let values = fields[index..].iter().step_by(width).copied();
+            column.append(values).map_err(|e| {
                 DecodeError::new(format!("column {}: {e}", self.schema.field(index).name()))
             })?;
         }
-        self.rows += 1;
+        self.rows += fields.len() / width;
         Ok(())
     }
 
@@ -277,6 +332,39 @@ mod tests {
     fn text_decoder() -> BatchDecoder {
         let schema = Arc::new(Schema::new(vec![Field::new("t", DataType::Utf8, true)]));
         BatchDecoder::try_new(schema, &[WireType::Text], 4).unwrap()
+    }
+
+    #[test]
+    fn rows_appended_together_decode_column_by_column() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int32, false),
+            Field::new("t", DataType::Utf8, true),
+        ]));
+        let mut decoder =
+            BatchDecoder::try_new(schema, &[WireType::Int4, WireType::Text], 4).unwrap();
+        let (one, two) = (1i32.to_be_bytes(), 2i32.to_be_bytes());
+        decoder
+            .append(&[Some(&one), Some(b"a"), Some(&two), None])
+            .unwrap();
+        decoder.append(&[Some(&one), Some(b"")]).unwrap();
+        assert_eq!(decoder.rows(), 3);
+        let batch = decoder.finish().unwrap();
+        let n = batch
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int32Type>();
+        assert_eq!(n.values().to_vec(), [1, 2, 1]);
+        let t = batch.column(1).as_string::<i32>();
+        assert_eq!((t.value(0), t.is_null(1), t.value(2)), ("a", true, ""));
+
+        let error = decoder
+            .append(&[Some(&one), None, None, Some(b"x")])
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "column n: NULL in a column that cannot be NULL"
+        );
+        let error = decoder.append(&[Some(&one), None, None]).unwrap_err();
+        assert!(error.to_string().contains("not rows of 2"), "{error}");
     }
 
     #[test]
