@@ -4,12 +4,15 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanBufferBuilder, RecordBatch, RecordBatchOptions, StringArray,
-    new_null_array,
+    Array, ArrayRef, ArrowPrimitiveType, AsArray, BooleanBufferBuilder, PrimitiveArray,
+    RecordBatch, RecordBatchOptions, StringArray, new_null_array,
 };
 use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::compute::{concat, interleave};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{
+    DataType, Float64Type, Int16Type, Int32Type, Int64Type, SchemaRef, TimeUnit,
+    TimestampMicrosecondType,
+};
 use arrow::error::ArrowError;
 
 /// The rows of `batches` at `order` (`(batch, row)` pairs), as one batch.
@@ -50,9 +53,9 @@ pub fn gather_batches(
 /// The rows of `batches` at `order`, as one batch, for a merge's output: rows that come in
 /// stretches of one batch's consecutive rows (a run whose keys come before every other run's,
 /// as runs holding different DAGs do) are copied stretch by stretch, and a single stretch is a
-/// slice, copied not at all. String columns are always copied stretch by stretch
-/// (`strings_by_stretch`): even stretches of a few rows (one DAG run's task instances) make
-/// one copy each cheaper than a copy per value.
+/// slice, copied not at all. String and number columns are always copied stretch by stretch
+/// (`strings_by_stretch`, `numbers_by_stretch`): even stretches of a few rows (one DAG run's
+/// task instances) make one copy each cheaper than a copy per value.
 ///
 /// # Errors
 /// When `batches` is empty or of different schemas, or an index is out of range.
@@ -69,8 +72,10 @@ pub fn gather_rows(
     let columns = (0..schema.fields().len())
         .map(|c| {
             let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
-            if let Some(strings) = strings_by_stretch(&arrays, &stretches, order.len()) {
-                Ok(strings)
+            let copied = strings_by_stretch(&arrays, &stretches, order.len())
+                .or_else(|| numbers_by_stretch(&arrays, &stretches, order.len()));
+            if let Some(column) = copied {
+                Ok(column)
             } else if by_stretch {
                 let slices: Vec<ArrayRef> = stretches
                     .iter()
@@ -127,10 +132,7 @@ fn strings_by_stretch(
         let shift = offsets[offsets.len() - 1] - first;
         offsets.extend(from[start + 1..=start + len].iter().map(|o| o + shift));
         if with_nulls {
-            match array.nulls() {
-                Some(valid) => nulls.append_buffer(&valid.inner().slice(start, len)),
-                None => nulls.append_n(len, true),
-            }
+            append_validity(&mut nulls, array.nulls(), start, len);
         }
     }
     let nulls = with_nulls.then(|| NullBuffer::new(nulls.finish()));
@@ -145,6 +147,66 @@ fn strings_by_stretch(
         )
     };
     Some(Arc::new(array))
+}
+
+/// A column of fixed-width numbers (integers, floats, timestamps) of `arrays` gathered stretch by
+/// stretch, as [`strings_by_stretch`] does strings; `None` for other types.
+fn numbers_by_stretch(
+    arrays: &[&dyn Array],
+    stretches: &[(usize, usize, usize)],
+    rows: usize,
+) -> Option<ArrayRef> {
+    match arrays.first()?.data_type() {
+        DataType::Int16 => primitives_by_stretch::<Int16Type>(arrays, stretches, rows),
+        DataType::Int32 => primitives_by_stretch::<Int32Type>(arrays, stretches, rows),
+        DataType::Int64 => primitives_by_stretch::<Int64Type>(arrays, stretches, rows),
+        DataType::Float64 => primitives_by_stretch::<Float64Type>(arrays, stretches, rows),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            primitives_by_stretch::<TimestampMicrosecondType>(arrays, stretches, rows)
+        }
+        _ => None,
+    }
+}
+
+fn primitives_by_stretch<T: ArrowPrimitiveType>(
+    arrays: &[&dyn Array],
+    stretches: &[(usize, usize, usize)],
+    rows: usize,
+) -> Option<ArrayRef> {
+    let numbers: Vec<&PrimitiveArray<T>> = arrays
+        .iter()
+        .map(|a| a.as_primitive_opt::<T>())
+        .collect::<Option<_>>()?;
+    if numbers.iter().all(|n| n.null_count() == n.len()) {
+        return None;
+    }
+    let mut values = Vec::with_capacity(rows);
+    let with_nulls = numbers.iter().any(|n| n.null_count() > 0);
+    let mut nulls = BooleanBufferBuilder::new(if with_nulls { rows } else { 0 });
+    for &(b, start, len) in stretches {
+        values.extend_from_slice(&numbers[b].values()[start..start + len]);
+        if with_nulls {
+            append_validity(&mut nulls, numbers[b].nulls(), start, len);
+        }
+    }
+    let nulls = with_nulls.then(|| NullBuffer::new(nulls.finish()));
+    let array = PrimitiveArray::<T>::try_new(ScalarBuffer::from(values), nulls)
+        .ok()?
+        .with_data_type(numbers[0].data_type().clone());
+    Some(Arc::new(array))
+}
+
+/// Appends the validity of `len` rows from `start` of an array whose NULLs are `nulls`.
+fn append_validity(
+    builder: &mut BooleanBufferBuilder,
+    nulls: Option<&NullBuffer>,
+    start: usize,
+    len: usize,
+) {
+    match nulls {
+        Some(valid) => builder.append_buffer(&valid.inner().slice(start, len)),
+        None => builder.append_n(len, true),
+    }
 }
 
 /// Average stretch length from which copying stretch by stretch beats a row-by-row gather.
@@ -293,6 +355,44 @@ mod tests {
             gather_batches(batches.to_vec(), &order).expect("reference")
         );
         assert!(out.column(0).null_count() > 0);
+    }
+
+    #[test]
+    fn numbers_copied_stretch_by_stretch_keep_their_nulls_and_time_zone() {
+        let times = |values: Vec<Option<i64>>| {
+            let column = TimestampMicrosecondArray::from(values).with_timezone("UTC");
+            RecordBatch::try_new(
+                Arc::new(Schema::new(vec![Field::new(
+                    "at",
+                    column.data_type().clone(),
+                    true,
+                )])),
+                vec![Arc::new(column)],
+            )
+            .expect("batch")
+        };
+        let batches = [
+            times((0..10).map(|i| (i % 3 != 0).then_some(i)).collect()).slice(1, 8),
+            times((100..110).map(Some).collect()),
+        ];
+        // Rows 2 and 5 of the slice are NULL.
+        let order = [
+            (0, 1),
+            (0, 2),
+            (1, 3),
+            (1, 4),
+            (1, 5),
+            (0, 5),
+            (0, 6),
+            (1, 0),
+        ];
+        let out = gather_rows(&batches, &order).expect("gather");
+        assert_eq!(
+            out,
+            gather_batches(batches.to_vec(), &order).expect("reference")
+        );
+        assert_eq!(out.schema().field(0).data_type(), out.column(0).data_type());
+        assert_eq!(out.column(0).null_count(), 2);
     }
 
     #[test]
