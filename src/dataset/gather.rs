@@ -72,6 +72,9 @@ pub fn gather_rows(
     let columns = (0..schema.fields().len())
         .map(|c| {
             let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+            if let Some(nulls) = no_values(&arrays, order.len()) {
+                return Ok(nulls);
+            }
             let copied = strings_by_stretch(&arrays, &stretches, order.len())
                 .or_else(|| numbers_by_stretch(&arrays, &stretches, order.len()));
             if let Some(column) = copied {
@@ -108,9 +111,6 @@ fn strings_by_stretch(
         .iter()
         .map(|a| a.as_any().downcast_ref::<StringArray>())
         .collect::<Option<_>>()?;
-    if strings.iter().all(|s| s.null_count() == s.len()) {
-        return None;
-    }
     let bytes: usize = stretches
         .iter()
         .map(|&(b, start, len)| {
@@ -122,8 +122,6 @@ fn strings_by_stretch(
     let mut values = Vec::with_capacity(bytes);
     let mut offsets = Vec::with_capacity(rows + 1);
     offsets.push(0i32);
-    let with_nulls = strings.iter().any(|s| s.null_count() > 0);
-    let mut nulls = BooleanBufferBuilder::new(if with_nulls { rows } else { 0 });
     for &(b, start, len) in stretches {
         let array = strings[b];
         let from = array.value_offsets();
@@ -131,11 +129,9 @@ fn strings_by_stretch(
         values.extend_from_slice(&array.value_data()[first as usize..last as usize]);
         let shift = offsets[offsets.len() - 1] - first;
         offsets.extend(from[start + 1..=start + len].iter().map(|o| o + shift));
-        if with_nulls {
-            append_validity(&mut nulls, array.nulls(), start, len);
-        }
     }
-    let nulls = with_nulls.then(|| NullBuffer::new(nulls.finish()));
+    let nulls: Vec<Option<&NullBuffer>> = strings.iter().map(|s| s.nulls()).collect();
+    let nulls = nulls_by_stretch(&nulls, stretches, rows);
     // SAFETY: the offsets start at 0, never decrease and end at `values.len()` (each stretch's
     // offsets are its own, shifted by where its values were put), and every value is a whole
     // value of a valid `StringArray`, so UTF-8; `nulls` has one bit per row.
@@ -177,36 +173,36 @@ fn primitives_by_stretch<T: ArrowPrimitiveType>(
         .iter()
         .map(|a| a.as_primitive_opt::<T>())
         .collect::<Option<_>>()?;
-    if numbers.iter().all(|n| n.null_count() == n.len()) {
-        return None;
-    }
     let mut values = Vec::with_capacity(rows);
-    let with_nulls = numbers.iter().any(|n| n.null_count() > 0);
-    let mut nulls = BooleanBufferBuilder::new(if with_nulls { rows } else { 0 });
     for &(b, start, len) in stretches {
         values.extend_from_slice(&numbers[b].values()[start..start + len]);
-        if with_nulls {
-            append_validity(&mut nulls, numbers[b].nulls(), start, len);
-        }
     }
-    let nulls = with_nulls.then(|| NullBuffer::new(nulls.finish()));
+    let nulls: Vec<Option<&NullBuffer>> = numbers.iter().map(|n| n.nulls()).collect();
+    let nulls = nulls_by_stretch(&nulls, stretches, rows);
     let array = PrimitiveArray::<T>::try_new(ScalarBuffer::from(values), nulls)
         .ok()?
         .with_data_type(numbers[0].data_type().clone());
     Some(Arc::new(array))
 }
 
-/// Appends the validity of `len` rows from `start` of an array whose NULLs are `nulls`.
-fn append_validity(
-    builder: &mut BooleanBufferBuilder,
-    nulls: Option<&NullBuffer>,
-    start: usize,
-    len: usize,
-) {
-    match nulls {
-        Some(valid) => builder.append_buffer(&valid.inner().slice(start, len)),
-        None => builder.append_n(len, true),
+/// The NULLs of `rows` rows gathered stretch by stretch from arrays whose NULLs are `nulls`;
+/// `None` when no array has a NULL.
+fn nulls_by_stretch(
+    nulls: &[Option<&NullBuffer>],
+    stretches: &[(usize, usize, usize)],
+    rows: usize,
+) -> Option<NullBuffer> {
+    if nulls.iter().flatten().all(|n| n.null_count() == 0) {
+        return None;
     }
+    let mut valid = BooleanBufferBuilder::new(rows);
+    for &(b, start, len) in stretches {
+        match nulls[b] {
+            Some(nulls) => valid.append_buffer(&nulls.inner().slice(start, len)),
+            None => valid.append_n(len, true),
+        }
+    }
+    Some(NullBuffer::new(valid.finish()))
 }
 
 /// Average stretch length from which copying stretch by stretch beats a row-by-row gather.
@@ -249,15 +245,18 @@ fn gather_checked(
     arrays: &[&dyn Array],
     indices: &[(usize, usize)],
 ) -> Result<ArrayRef, ArrowError> {
-    match arrays.first() {
-        Some(first)
-            if *first.data_type() != DataType::Null
-                && arrays.iter().all(|a| a.null_count() == a.len()) =>
-        {
-            Ok(new_null_array(first.data_type(), indices.len()))
-        }
-        _ => interleave(arrays, indices),
+    match no_values(arrays, indices.len()) {
+        Some(nulls) => Ok(nulls),
+        None => interleave(arrays, indices),
     }
+}
+
+/// `rows` NULLs of the type of `arrays`, when no input has a value (a column the source version
+/// does not have): such a column costs nothing per row.
+fn no_values(arrays: &[&dyn Array], rows: usize) -> Option<ArrayRef> {
+    let first = arrays.first()?;
+    (*first.data_type() != DataType::Null && arrays.iter().all(|a| a.null_count() == a.len()))
+        .then(|| new_null_array(first.data_type(), rows))
 }
 
 fn out_of_range(array: usize, row: usize) -> ArrowError {
