@@ -238,6 +238,7 @@ pub(crate) mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
+    use crate::generate::rng::Rng;
 
     /// A batch of `(k: Utf8, n: Int32)` rows.
     pub(crate) fn batch(rows: &[(Option<&str>, i32)]) -> RecordBatch {
@@ -342,13 +343,8 @@ pub(crate) mod tests {
     fn rows_sorted_by_group_then_the_rest_are_sorted_by_the_whole_key_ties_in_arrival_order() {
         // Groups (dag, run) with NULLs, long values sharing long prefixes, and rows of one group
         // both together and apart; tasks and numbers that tie.
-        let mut state = 7u64;
-        let mut next = |n: u64| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) % n
-        };
+        let mut rng = Rng::new(7, &[]);
+        let mut next = |n: u64| rng.range(0, n as i64) as u64;
         let dags = [
             None,
             Some("finance_close_012"),

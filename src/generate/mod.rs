@@ -11,7 +11,7 @@
 mod content;
 mod copy;
 mod options;
-mod rng;
+pub(crate) mod rng;
 mod runs;
 mod tables;
 mod time;

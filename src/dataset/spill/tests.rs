@@ -4,6 +4,7 @@ use arrow::datatypes::{Int32Type, SchemaRef};
 use super::write::spill_batch_rows;
 use super::*;
 use crate::dataset::sorted::tests::batch;
+use crate::generate::rng::Rng;
 
 fn schema() -> SchemaRef {
     batch(&[]).schema()
@@ -188,13 +189,8 @@ fn reducing_merges_only_the_neighbouring_runs_with_fewest_rows_in_their_place() 
 fn overlapping_and_disjoint_runs_with_ties_merge_like_a_stable_sort() {
     let root = tempfile::tempdir().unwrap();
     let spill = Spill::try_new(root.path(), "t", schema()).unwrap();
-    let mut state = 0x2545_f491_u64;
-    let mut next = |bound: u64| {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1);
-        (state >> 33) % bound
-    };
+    let mut rng = Rng::new(0x2545_f491, &[]);
+    let mut next = |bound: u64| rng.range(0, bound as i64) as u64;
     // Keys this long make spilled batches of 64 rows, so a run is several batches, some of
     // which go out whole and some in part.
     let pad = "-".repeat(2100);
