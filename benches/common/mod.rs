@@ -149,8 +149,12 @@ pub fn decoded(rows: usize, batch_rows: usize) -> Vec<RecordBatch> {
     let mut decoder = BatchDecoder::try_new(schema(), &wires(), batch_rows).unwrap();
     let mut framer = CopyFramer::new();
     let mut out = Vec::new();
-    // Fed as the export feeds them: a batch is cut once a chunk of messages fills it.
+    // Fed as the export feeds them: a batch is cut before a chunk of messages that could
+    // overfill it, and once one fills it.
     for chunk in messages.chunks(64) {
+        if decoder.rows() > 0 && decoder.rows() + chunk.len() > batch_rows {
+            out.push(decoder.finish().unwrap());
+        }
         framer
             .feed(chunk, decoder.width(), |fields| decoder.append(fields))
             .unwrap();

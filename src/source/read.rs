@@ -172,6 +172,12 @@ pub fn decode_stream(
     let width = decoder.width();
     let mut rows = 0u64;
     while let Some(chunk) = chunks.blocking_recv() {
+        // A batch is cut before a chunk that could take it past `batch_rows` (a message holds
+        // at most one row): past their capacity the builders would double, copying every
+        // column and counting twice the memory against the budget.
+        if decoder.rows() > 0 && decoder.rows() + chunk.len() > batch_rows {
+            on_batch(decoder.finish().map_err(decode_error)?)?;
+        }
         rows += framer
             .feed(&chunk, width, |fields| decoder.append(fields))
             .map_err(decode_error)? as u64;
@@ -192,7 +198,10 @@ pub fn decode_stream(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::catalog::{COPY_HEADER, COPY_TRAILER};
 
     #[test]
     fn a_chunk_counts_each_message_with_its_overhead() {
@@ -206,5 +215,42 @@ mod tests {
         assert!(chunks.iter().all(|c| c.len() == per_chunk));
         assert_eq!(chunker.finish().map(|c| c.len()), Some(1));
         assert!(Chunker::default().finish().is_none());
+    }
+
+    #[test]
+    fn batches_are_cut_before_a_chunk_that_would_overfill_them() {
+        use arrow::array::AsArray;
+        use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+
+        // A one-column COPY stream as PostgreSQL sends it: the header with the first row,
+        // then a message per row, then the trailer; in chunks of 7 messages.
+        let row = |n: i32| [&[0, 1, 0, 0, 0, 4][..], &n.to_be_bytes()].concat();
+        let mut messages = vec![Bytes::from([COPY_HEADER, &row(0)].concat())];
+        messages.extend((1..100).map(|n| Bytes::from(row(n))));
+        messages.push(Bytes::from_static(COPY_TRAILER));
+        let (tx, rx) = mpsc::channel(messages.len());
+        for chunk in messages.chunks(7) {
+            tx.try_send(chunk.to_vec()).unwrap();
+        }
+        drop(tx);
+
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int32, false)]));
+        let mut batches = Vec::new();
+        let rows = decode_stream("t", schema, &[WireType::Int4], rx, 20, |batch| {
+            batches.push(batch);
+            Ok(())
+        })
+        .unwrap();
+
+        assert_eq!(rows, 100);
+        // Each batch takes whole chunks up to 20 rows: two chunks of 7, never a third; the
+        // last two chunks (7 rows, then 2 and the trailer) fit together.
+        let sizes: Vec<usize> = batches.iter().map(RecordBatch::num_rows).collect();
+        assert_eq!(sizes, [14, 14, 14, 14, 14, 14, 16]);
+        let values: Vec<i32> = batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int32Type>().values().to_vec())
+            .collect();
+        assert_eq!(values, (0..100).collect::<Vec<_>>());
     }
 }
