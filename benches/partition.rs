@@ -38,10 +38,16 @@ fn gathers(c: &mut Criterion) {
             })
             .collect();
         let sorted = lexsort_to_indices(&keys, None).unwrap();
+        // Batches hold up to BATCH_ROWS rows (cut where a chunk of messages ends).
+        let position: Vec<(usize, usize)> = batches
+            .iter()
+            .enumerate()
+            .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |row| (b, row)))
+            .collect();
         sorted
             .values()
             .iter()
-            .map(|&i| (i as usize / BATCH_ROWS, i as usize % BATCH_ROWS))
+            .map(|&i| position[i as usize])
             .collect()
     };
     let mut group = c.benchmark_group("gather");
