@@ -39,15 +39,8 @@ else
     pgdir=$(mktemp -d -t contrail-ab-pg-XXXXXX)
     contrail_pg_start "$pgdir"
     trap cleanup EXIT
-    url="postgresql://postgres@127.0.0.1:$CONTRAIL_PG_PORT/airflow"
-    "$CONTRAIL_PSQL" -X -q -d "postgresql://postgres@127.0.0.1:$CONTRAIL_PG_PORT/postgres" \
-        -c "CREATE DATABASE airflow"
-    "$CONTRAIL_PSQL" -X -q -v ON_ERROR_STOP=1 -d "$url" \
-        -f tests/fixtures/ddl/airflow-2.10.5.sql >/dev/null
-    echo "Generating $rows task instances (inserted in ${ORDER:-time} order)..." >&2
-    "$bin_a" --quiet generate --db "$url" --task-instances "$rows" --seed 7 \
-        --insertion-order "${ORDER:-time}" >/dev/null
-    "$CONTRAIL_PSQL" -X -q -d "$url" -c "VACUUM ANALYZE"
+    contrail_bench_history "$rows" "$bin_a" "${ORDER:-time}"
+    url=$CONTRAIL_BENCH_URL
 fi
 
 copy() { "$CONTRAIL_PSQL" -X -q -d "$url" -c "COPY (SELECT * FROM task_instance) TO STDOUT (FORMAT binary)"; }

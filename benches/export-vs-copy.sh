@@ -35,14 +35,9 @@ bin=$(contrail_bench_binary)
 work=$(mktemp -d -t contrail-bench-XXXXXX)
 pgdir=$(mktemp -d -t contrail-bench-pg-XXXXXX)
 contrail_pg_start "$pgdir"
-url="postgresql://postgres@127.0.0.1:$CONTRAIL_PG_PORT/airflow"
-"$CONTRAIL_PSQL" -X -q -d "postgresql://postgres@127.0.0.1:$CONTRAIL_PG_PORT/postgres" -c "CREATE DATABASE airflow"
-"$CONTRAIL_PSQL" -X -q -v ON_ERROR_STOP=1 -d "$url" -f tests/fixtures/ddl/airflow-2.10.5.sql >/dev/null
 order=${ORDER:-time}
-echo "Generating $rows task instances (Airflow 2.10, inserted in $order order)..." >&2
-"$bin" generate --db "$url" --task-instances "$rows" --seed 7 --insertion-order "$order" \
-    --output json > "$work/generate.json"
-"$CONTRAIL_PSQL" -X -q -d "$url" -c "VACUUM ANALYZE"
+contrail_bench_history "$rows" "$bin" "$order"
+url=$CONTRAIL_BENCH_URL
 ti_rows=$("$CONTRAIL_PSQL" -X -qAt -d "$url" -c "SELECT count(*) FROM task_instance")
 ti_size=$("$CONTRAIL_PSQL" -X -qAt -d "$url" -c "SELECT pg_size_pretty(pg_relation_size('task_instance'))")
 echo "task_instance: $ti_rows rows, $ti_size" >&2

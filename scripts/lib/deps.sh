@@ -65,6 +65,22 @@ contrail_pg_start() {
     export CONTRAIL_PG_PORT CONTRAIL_PSQL
 }
 
+# The export benchmarks' table: creates database `airflow` on the cluster contrail_pg_start
+# started, with Airflow 2.10's schema and $1 generated task instances (binary $2, seed 7,
+# inserted in $3 order), analyzed; sets CONTRAIL_BENCH_URL to its URL.
+contrail_bench_history() {
+    local rows=$1 bin=$2 order=$3
+    CONTRAIL_BENCH_URL="postgresql://postgres@127.0.0.1:$CONTRAIL_PG_PORT/airflow"
+    "$CONTRAIL_PSQL" -X -q -d "postgresql://postgres@127.0.0.1:$CONTRAIL_PG_PORT/postgres" \
+        -c "CREATE DATABASE airflow"
+    "$CONTRAIL_PSQL" -X -q -v ON_ERROR_STOP=1 -d "$CONTRAIL_BENCH_URL" \
+        -f tests/fixtures/ddl/airflow-2.10.5.sql >/dev/null
+    echo "Generating $rows task instances (Airflow 2.10, inserted in $order order)..." >&2
+    "$bin" --quiet generate --db "$CONTRAIL_BENCH_URL" --task-instances "$rows" --seed 7 \
+        --insertion-order "$order" >/dev/null
+    "$CONTRAIL_PSQL" -X -q -d "$CONTRAIL_BENCH_URL" -c "VACUUM ANALYZE"
+}
+
 # Pinned moto release used as the local S3 and CloudWatch Logs emulator in tests.
 CONTRAIL_MOTO_VERSION=${CONTRAIL_MOTO_VERSION:-5.2.5}
 
