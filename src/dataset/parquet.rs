@@ -22,6 +22,12 @@ use crate::dataset::dictionary;
 /// bound by CPU. Raise it with `--zstd-level` for archives kept long.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
+/// Rows the writer encodes per step, each column at a time (parquet's default is 1024). Each
+/// step costs a fixed amount per column (levels, page statistics, a check of the page's size),
+/// and the merge hands the writer batches of 8192 rows. A page may overshoot its size limit by
+/// one step's values: a few hundred KiB for the widest column, beside 1 MiB pages.
+const WRITE_BATCH_ROWS: usize = 8192;
+
 /// Rows per row group. Smaller than Parquet's default of 1M: a streamed file's writer holds
 /// much more than its encoded row group while it is open (measured at 5M task instances, two
 /// merges at once: peak RSS 188 MiB at 64k rows, about 220 MiB at 128k, 178 MiB at 24k), and
@@ -116,6 +122,7 @@ impl ParquetOptions {
             .set_dictionary_enabled(true)
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(self.row_group_rows))
+            .set_write_batch_size(WRITE_BATCH_ROWS)
             .set_created_by(format!("contrail {}", env!("CARGO_PKG_VERSION")))
             .set_key_value_metadata(Some(
                 metadata
