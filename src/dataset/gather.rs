@@ -112,10 +112,7 @@ const READ_AHEAD: usize = 16;
 /// and bytes are cache misses, and waiting for them one after the other is most of a gather's
 /// time. `None` for other types, or when the values would not fit `i32` offsets.
 fn strings_by_row(arrays: &[&dyn Array], order: &[(usize, usize)]) -> Option<ArrayRef> {
-    let strings: Vec<&StringArray> = arrays
-        .iter()
-        .map(|a| a.as_any().downcast_ref::<StringArray>())
-        .collect::<Option<_>>()?;
+    let strings = as_strings(arrays)?;
     // A flush takes every row once: the inputs' bytes are what it needs.
     let held: usize = strings
         .iter()
@@ -145,6 +142,14 @@ fn strings_by_row(arrays: &[&dyn Array], order: &[(usize, usize)]) -> Option<Arr
     // SAFETY: the offsets start at 0, never decrease and end at `values.len()`, and every
     // value is a whole value of a valid `StringArray`, so UTF-8; `nulls` has one bit per row.
     Some(unsafe { strings_unchecked(offsets.into(), values.into(), nulls) })
+}
+
+/// `arrays` as string arrays; `None` when any is of another type.
+fn as_strings<'a>(arrays: &[&'a dyn Array]) -> Option<Vec<&'a StringArray>> {
+    arrays
+        .iter()
+        .map(|a| a.as_any().downcast_ref::<StringArray>())
+        .collect()
 }
 
 /// A string array of `offsets` (`i32`s) into `values`, not checked.
@@ -201,10 +206,7 @@ fn strings_by_stretch(
     stretches: &[(usize, usize, usize)],
     rows: usize,
 ) -> Option<ArrayRef> {
-    let strings: Vec<&StringArray> = arrays
-        .iter()
-        .map(|a| a.as_any().downcast_ref::<StringArray>())
-        .collect::<Option<_>>()?;
+    let strings = as_strings(arrays)?;
     let bytes: usize = stretches
         .iter()
         .map(|&(b, start, len)| {
