@@ -24,9 +24,10 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
 /// Rows the writer encodes per step, each column at a time (parquet's default is 1024). Each
 /// step costs a fixed amount per column (levels, page statistics, a check of the page's size),
-/// and the merge hands the writer batches of 8192 rows. A page may overshoot its size limit by
-/// one step's values: a few hundred KiB for the widest column, beside 1 MiB pages.
-const WRITE_BATCH_ROWS: usize = 8192;
+/// and the merge hands the writer batches of the decoder's size: one step per batch. A page may
+/// overshoot its size limit by one step's values: a few hundred KiB for the widest column,
+/// beside 1 MiB pages.
+const WRITE_BATCH_ROWS: usize = crate::source::read::DEFAULT_BATCH_ROWS;
 
 /// Rows per row group. Smaller than Parquet's default of 1M: a streamed file's writer holds
 /// much more than its encoded row group while it is open (measured at 5M task instances, two
