@@ -67,7 +67,7 @@ contrail_pg_start() {
 
 # The export benchmarks' table: creates database `airflow` on the cluster contrail_pg_start
 # started, with Airflow 2.10's schema and $1 generated task instances (binary $2, seed 7,
-# inserted in $3 order), analyzed; sets CONTRAIL_BENCH_URL to its URL.
+# inserted in $3 order), analyzed, and written out to disk; sets CONTRAIL_BENCH_URL to its URL.
 contrail_bench_history() {
     local rows=$1 bin=$2 order=$3
     CONTRAIL_BENCH_URL="postgresql://postgres@127.0.0.1:$CONTRAIL_PG_PORT/airflow"
@@ -79,6 +79,11 @@ contrail_bench_history() {
     "$bin" --quiet generate --db "$CONTRAIL_BENCH_URL" --task-instances "$rows" --seed 7 \
         --insertion-order "$order" >/dev/null
     "$CONTRAIL_PSQL" -X -q -d "$CONTRAIL_BENCH_URL" -c "VACUUM ANALYZE"
+    # Loading wrote GBs (table, WAL, and VACUUM's hint bits): write them out now, or the
+    # checkpointer and the kernel's writeback do it during the first measured runs, taking CPU
+    # and slowing every file write (the export's spill most).
+    "$CONTRAIL_PSQL" -X -q -d "$CONTRAIL_BENCH_URL" -c "CHECKPOINT"
+    sync
 }
 
 # Pinned moto release used as the local S3 and CloudWatch Logs emulator in tests.
