@@ -79,9 +79,10 @@ contrail_bench_history() {
     "$bin" --quiet generate --db "$CONTRAIL_BENCH_URL" --task-instances "$rows" --seed 7 \
         --insertion-order "$order" >/dev/null
     "$CONTRAIL_PSQL" -X -q -d "$CONTRAIL_BENCH_URL" -c "VACUUM ANALYZE"
-    # Loading wrote GBs (table, WAL, and VACUUM's hint bits): write them out now, or the
-    # checkpointer and the kernel's writeback do it during the first measured runs, taking CPU
-    # and slowing every file write (the export's spill most).
+    # Loading left GBs dirty (table, WAL, VACUUM's hint bits): write them out now, so that the
+    # checkpointer and the kernel's writeback do not run during measured runs. The first exports
+    # after a load still use more system CPU than later ones (seen with and without this), so
+    # compare builds in alternating rounds (export-ab.sh), not one run against another.
     "$CONTRAIL_PSQL" -X -q -d "$CONTRAIL_BENCH_URL" -c "CHECKPOINT"
     sync
 }
