@@ -9,7 +9,7 @@
 
 use std::hash::Hash;
 
-use arrow::array::{Array, ArrowPrimitiveType, AsArray, GenericByteArray};
+use arrow::array::{Array, ArrowPrimitiveType, AsArray, GenericByteArray, RecordBatch};
 use arrow::datatypes::{
     ByteArrayType, DataType, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
     UInt32Type, UInt64Type,
@@ -21,6 +21,15 @@ pub const SAMPLE_ROWS: usize = 8192;
 
 /// Fewer non-NULL values than this say nothing either way: the column keeps its dictionary.
 const MIN_VALUES: usize = 256;
+
+/// For each column of `rows`, whether it is [`mostly_distinct`] in the first rows: the columns
+/// to write without a dictionary.
+pub fn plain_columns(rows: &RecordBatch) -> Vec<bool> {
+    rows.columns()
+        .iter()
+        .map(|column| mostly_distinct(column))
+        .collect()
+}
 
 /// Whether the values of `column` (its first [`SAMPLE_ROWS`] rows) are mostly distinct: more
 /// than half of its non-NULL values differ from every other. Types without a dictionary

@@ -93,11 +93,25 @@ impl ParquetOptions {
         first_rows: &RecordBatch,
         metadata: Vec<(String, String)>,
     ) -> Result<WriterProperties, ParquetError> {
-        self.build(
+        self.properties_with_plain(
             &first_rows.schema(),
-            |i| dictionary::mostly_distinct(first_rows.column(i)),
+            &dictionary::plain_columns(first_rows),
             metadata,
         )
+    }
+
+    /// As [`properties`](Self::properties), with no dictionary for the columns where `plain`
+    /// (one flag per column of `schema`, as [`dictionary::plain_columns`] gives) is true.
+    ///
+    /// # Errors
+    /// An out-of-range zstd level.
+    pub fn properties_with_plain(
+        &self,
+        schema: &Schema,
+        plain: &[bool],
+        metadata: Vec<(String, String)>,
+    ) -> Result<WriterProperties, ParquetError> {
+        self.build(schema, |i| plain.get(i).copied().unwrap_or(false), metadata)
     }
 
     /// Properties for `schema` with no dictionary for columns where `plain(index)` holds.
@@ -247,6 +261,14 @@ impl<W: Write + Send> BatchWriter<W> {
             self.writer.flush()?;
         }
         Ok(())
+    }
+
+    /// Ends the row group in progress, if any: rows written next start a new one.
+    ///
+    /// # Errors
+    /// Parquet or I/O errors from the sink.
+    pub fn end_row_group(&mut self) -> Result<(), ParquetError> {
+        self.writer.flush()
     }
 
     /// Bytes of the file so far: written, plus encoded and not yet written.

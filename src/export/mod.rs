@@ -4,6 +4,8 @@
 //! This module orchestrates; the stages do the work: [`crate::source`] reads, [`crate::remap`]
 //! maps, [`crate::dataset`] encodes, [`crate::store`] writes.
 
+mod direct;
+mod files;
 pub mod plan;
 mod run;
 mod spill_root;
@@ -26,8 +28,8 @@ use crate::store::StoreOptions;
 /// Parallel readers (connections) by default.
 pub const DEFAULT_JOBS: usize = 2;
 
-/// Memory for buffering rows before they are sorted and spilled, per job; a merge holds about
-/// as much (its runs' batches, and the row group being encoded). Measured at 5M task
+/// Memory for buffering rows before they are sorted and written or spilled, per job; a merge
+/// holds about as much (its runs' batches, and the row group being encoded). Measured at 5M task
 /// instances with two jobs: peak RSS 150–196 MiB with 24 MiB (about 200–213 with 32), most of
 /// it while two days merge at once, plus the run index (at most
 /// [`crate::source::runs::DEFAULT_RUN_INDEX_MEMORY`]).

@@ -169,6 +169,7 @@ pub async fn run(options: ExportOptions) -> Result<ExportSummary> {
             runs: Mutex::new(plan_runs),
             spill,
             max_file_bytes: options.max_file_bytes,
+            plain_columns: std::sync::OnceLock::new(),
         });
         let watermark = table_window.until.unwrap_or(snapshot_time);
         jobs.push((job, ranges, window_predicate, time_columns, watermark));

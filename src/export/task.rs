@@ -1,36 +1,36 @@
 //! The units of export work. A range task reads one range of one table through the shared
-//! snapshot, decodes, remaps and partitions it, and spills each day's sorted rows to local disk
-//! (CSV is written straight through instead). A merge task, once every range of the table is
-//! read, merges one day's spilled runs into large sorted Parquet files and uploads them.
+//! snapshot, decodes, remaps and partitions it, and writes each flush's sorted day slices
+//! straight into files when they come in stretches of one day ([`direct`](super::direct)), or
+//! spills them to local disk (CSV is written straight through instead). A merge task, once every
+//! range of the table is read, merges one day's spilled runs into sorted Parquet files and
+//! uploads them.
 //! Network I/O stays on tokio; decoding, merging and encoding run on one blocking thread per
 //! task.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use arrow::array::{AsArray, RecordBatch};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
 use crate::dataset::csv::CsvWriter;
+use crate::dataset::dictionary;
 use crate::dataset::layout::{self, FileFormat};
 use crate::dataset::manifest::FileEntry;
-use crate::dataset::parquet::{self as pq, ParquetOptions};
-use crate::dataset::partition::{Flushed, Partitioner};
+use crate::dataset::parquet::ParquetOptions;
+use crate::dataset::partition::Partitioner;
 use crate::dataset::spill::{self, Merge, Run, Spill, SpillError};
 use crate::error::{Error, Result};
+use crate::export::direct::DirectFiles;
+use crate::export::files::{FileSink, OpenFile, check_size};
 use crate::export::upload::{self, CHUNKS_IN_FLIGHT, ChannelWriter};
 use crate::remap;
 use crate::source::query::ReadPlan;
 use crate::source::read;
 use crate::source::runs::RunIndex;
-use crate::store::{ObjectInfo, Store};
-
-/// Files of one task that may be uploading while the next is encoded.
-const UPLOADS_IN_FLIGHT: usize = 2;
+use crate::store::Store;
 
 /// Everything a task needs besides its connection; shared by all tasks of a table.
 pub(crate) struct TableJob {
@@ -52,6 +52,9 @@ pub(crate) struct TableJob {
     pub(crate) spill: Option<Arc<Spill>>,
     /// A merged file is closed once it reaches about this size.
     pub(crate) max_file_bytes: usize,
+    /// The columns the table's files write without a dictionary, once a file's first rows
+    /// were a full sample ([`TableJob::plain_columns`]).
+    pub(crate) plain_columns: OnceLock<Vec<bool>>,
 }
 
 /// What one task produced.
@@ -74,7 +77,7 @@ pub(crate) async fn run(
     let processor_job = job.clone();
     let processor =
         tokio::task::spawn_blocking(move || match (processor_job.format, &processor_job.spill) {
-            (FileFormat::Parquet, Some(spill)) => process(&processor_job, rx, spill),
+            (FileFormat::Parquet, Some(spill)) => process(&processor_job, rx, spill, &handle),
             (FileFormat::Csv, _) => process_csv(&processor_job, rx, &handle),
             (FileFormat::Parquet, None) => Err(Error::Export {
                 message: format!(
@@ -94,34 +97,48 @@ pub(crate) async fn run(
     Ok(output)
 }
 
-fn process(job: &TableJob, rx: mpsc::Receiver<read::Chunk>, spill: &Spill) -> Result<TaskOutput> {
+fn process(
+    job: &TableJob,
+    rx: mpsc::Receiver<read::Chunk>,
+    spill: &Spill,
+    handle: &Handle,
+) -> Result<TaskOutput> {
     let mut partitioner = Partitioner::new(
         job.column_indexes(&job.plan.partition_columns),
         job.column_indexes(&job.plan.sort_columns),
         job.memory_budget,
     );
-    let spill_rows = |flushed: Vec<Flushed>| {
-        spill
-            .write(flushed.into_iter().map(|f| (f.day, f.rows)))
-            .map_err(|e| job.spill_error(e))
-    };
+    let mut files = DirectFiles::new(FileSink::new(job, handle), job.memory_budget);
     let runs = job.runs();
     let mut orphan_rows = 0u64;
-    let rows = read::decode_chunks(&job.plan, rx, job.batch_rows, |decoded| {
-        let canonical = job.canonical(decoded, runs.as_deref(), &mut orphan_rows)?;
-        spill_rows(
-            partitioner
-                .push(canonical)
-                .map_err(|e| job.arrow_error(e))?,
-        )
-    })?;
-    spill_rows(partitioner.finish().map_err(|e| job.arrow_error(e))?)?;
-    Ok(TaskOutput {
-        rows,
-        orphan_rows,
-        bytes_read: 0,
-        files: Vec::new(),
-    })
+    let read = (|| -> Result<u64> {
+        let mut place = |flushed| {
+            let spilled = files.place(flushed)?;
+            spill.write(spilled).map_err(|e| job.spill_error(e))
+        };
+        let rows = read::decode_chunks(&job.plan, rx, job.batch_rows, |decoded| {
+            let canonical = job.canonical(decoded, runs.as_deref(), &mut orphan_rows)?;
+            place(
+                partitioner
+                    .push(canonical)
+                    .map_err(|e| job.arrow_error(e))?,
+            )
+        })?;
+        place(partitioner.finish().map_err(|e| job.arrow_error(e))?)?;
+        Ok(rows)
+    })();
+    match read {
+        Ok(rows) => Ok(TaskOutput {
+            rows,
+            orphan_rows,
+            bytes_read: 0,
+            files: files.finish()?,
+        }),
+        Err(error) => {
+            files.abandon();
+            Err(error)
+        }
+    }
 }
 
 /// Merges the spilled runs of partition `day` of `job`'s table into sorted Parquet files.
@@ -167,12 +184,7 @@ fn merge_runs(
             spill::fan_in(job.memory_budget / 3),
         )
         .map_err(|e| job.spill_error(e))?;
-    let mut files = FileSink {
-        job,
-        handle,
-        pending: VecDeque::new(),
-        done: Vec::new(),
-    };
+    let mut files = FileSink::new(job, handle);
     let mut open: Option<OpenFile> = None;
     let written = (|| -> Result<()> {
         let mut merge = Merge::try_new(
@@ -269,19 +281,6 @@ fn process_csv(
     })
 }
 
-/// The store must hold exactly the bytes that were encoded.
-fn check_size(entry: &FileEntry, info: &ObjectInfo) -> Result<()> {
-    if info.size == entry.bytes {
-        return Ok(());
-    }
-    Err(Error::Export {
-        message: format!(
-            "{} has {} bytes in the store, {} were written",
-            entry.key, info.size, entry.bytes
-        ),
-    })
-}
-
 impl TableJob {
     /// Indexes in the output schema of the columns named `names`.
     fn column_indexes(&self, names: &[String]) -> Vec<usize> {
@@ -300,6 +299,22 @@ impl TableJob {
                 self.plan.table
             ),
         }
+    }
+
+    /// Which columns a file starting with `first_rows` writes without a dictionary
+    /// ([`dictionary::plain_columns`]). The first file to start with a full sample
+    /// ([`dictionary::SAMPLE_ROWS`] rows) decides for every later file of the table, so that a
+    /// file started by a few rows (the first rows of a day, written straight from a flush)
+    /// does not decide from them; until then each file decides from its own rows.
+    pub(crate) fn plain_columns(&self, first_rows: &RecordBatch) -> Vec<bool> {
+        if let Some(plain) = self.plain_columns.get() {
+            return plain.clone();
+        }
+        let plain = dictionary::plain_columns(first_rows);
+        if first_rows.num_rows() >= dictionary::SAMPLE_ROWS {
+            let _ = self.plain_columns.set(plain.clone());
+        }
+        plain
     }
 
     /// The run index, until [`TableJob::release_runs`].
@@ -358,178 +373,6 @@ impl TableJob {
     fn arrow_error(&self, error: arrow::error::ArrowError) -> Error {
         Error::Export {
             message: format!("partitioning {}: {error}", self.plan.table),
-        }
-    }
-}
-
-/// Writes flushed partitions as files, keeping a few uploads in flight.
-struct FileSink<'a> {
-    job: &'a TableJob,
-    handle: &'a Handle,
-    pending: VecDeque<(FileEntry, JoinHandle<Result<ObjectInfo>>)>,
-    done: Vec<FileEntry>,
-}
-
-/// A Parquet file being written and uploaded.
-struct OpenFile {
-    key: String,
-    day: Option<String>,
-    writer: pq::BatchWriter<ChannelWriter>,
-    uploading: JoinHandle<Result<ObjectInfo>>,
-}
-
-impl OpenFile {
-    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer.write(batch).map_err(|e| Error::Export {
-            message: format!("encoding {}: {e}", self.key),
-        })
-    }
-}
-
-impl FileSink<'_> {
-    /// Starts a new file of partition `day`, whose rows begin with `first_rows`, and its upload.
-    fn open(&mut self, day: Option<&str>, first_rows: &RecordBatch) -> Result<OpenFile> {
-        let job = self.job;
-        let n = job.file_counter.fetch_add(1, Ordering::SeqCst);
-        let partition =
-            (!job.plan.partition_columns.is_empty()).then(|| layout::partition_dir(day));
-        let key = layout::data_key(
-            &job.plan.table,
-            partition.as_deref(),
-            &job.export_id,
-            n,
-            "parquet",
-        );
-        let properties = job
-            .parquet
-            .properties_for(
-                first_rows,
-                vec![
-                    ("contrail.table".to_owned(), job.plan.table.clone()),
-                    (
-                        "contrail.canonical_version".to_owned(),
-                        job.canonical_version.to_string(),
-                    ),
-                    (
-                        "contrail.source_version".to_owned(),
-                        job.source_version.clone(),
-                    ),
-                    ("contrail.export_id".to_owned(), job.export_id.clone()),
-                ],
-            )
-            .map_err(|e| Error::Export {
-                message: format!("Parquet settings: {e}"),
-            })?;
-        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-        let uploading = self
-            .handle
-            .spawn(upload::upload(job.store.clone(), key.clone(), rx));
-        let writer = pq::BatchWriter::try_new(
-            ChannelWriter::new(tx),
-            job.plan.output_schema.clone(),
-            properties,
-            job.memory_budget / 4,
-        );
-        let writer = match writer {
-            Ok(writer) => writer,
-            Err(error) => {
-                let error = Error::Export {
-                    message: format!("encoding {key}: {error}"),
-                };
-                return Err(self.upload_error(uploading).unwrap_or(error));
-            }
-        };
-        Ok(OpenFile {
-            key,
-            day: day.map(str::to_owned),
-            writer,
-            uploading,
-        })
-    }
-
-    /// Finishes `file` and queues its upload, keeping a few uploads in flight.
-    fn close(&mut self, file: OpenFile) -> Result<()> {
-        let OpenFile {
-            key,
-            day,
-            writer,
-            uploading,
-        } = file;
-        let finished = writer
-            .finish()
-            .map_err(|e| Error::Export {
-                message: format!("encoding {key}: {e}"),
-            })
-            .and_then(|(stats, channel)| {
-                channel
-                    .complete()
-                    .map(|()| stats)
-                    .map_err(|e| Error::Export {
-                        message: format!("writing {key}: {e}"),
-                    })
-            });
-        let stats = match finished {
-            Ok(stats) => stats,
-            Err(error) => return Err(self.upload_error(uploading).unwrap_or(error)),
-        };
-        let entry = FileEntry {
-            key,
-            partition: day,
-            rows: stats.rows,
-            bytes: stats.bytes,
-            sha256: stats.sha256,
-        };
-        self.pending.push_back((entry, uploading));
-        while self.pending.len() > UPLOADS_IN_FLIGHT {
-            self.wait_oldest()?;
-        }
-        Ok(())
-    }
-
-    /// Drops an unfinished file: its upload sees the channel close early and aborts.
-    fn discard(&mut self, file: OpenFile) {
-        let OpenFile {
-            writer, uploading, ..
-        } = file;
-        drop(writer);
-        let _ = self.handle.block_on(uploading);
-    }
-
-    /// The store's error, when the upload failed first: it explains more than the encoder's
-    /// "the upload stopped".
-    fn upload_error(&self, uploading: JoinHandle<Result<ObjectInfo>>) -> Option<Error> {
-        self.handle
-            .block_on(uploading)
-            .ok()
-            .and_then(Result::err)
-            .filter(|error| error.store_kind().is_some())
-    }
-
-    fn wait_oldest(&mut self) -> Result<()> {
-        if let Some((entry, uploading)) = self.pending.pop_front() {
-            let info = self
-                .handle
-                .block_on(uploading)
-                .map_err(|e| Error::Export {
-                    message: format!("uploading {}: {e}", entry.key),
-                })??;
-            check_size(&entry, &info)?;
-            self.done.push(entry);
-        }
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<Vec<FileEntry>> {
-        while !self.pending.is_empty() {
-            self.wait_oldest()?;
-        }
-        Ok(std::mem::take(&mut self.done))
-    }
-
-    /// Waits for uploads still running so that none outlives a failed task.
-    fn abandon(mut self) {
-        for (_, uploading) in self.pending.drain(..) {
-            let _ = self.handle.block_on(uploading);
         }
     }
 }
