@@ -1,5 +1,5 @@
-//! Parquet encoding as analysts' engines want it: zstd, dictionary encoding, page statistics,
-//! microsecond UTC timestamps, plain UTF-8 strings, no unsigned integers (the canonical schema
+//! Parquet encoding as analysts' engines want it: zstd, dictionary encoding, page statistics
+//! (except on opaque bytes), microsecond UTC timestamps, plain UTF-8 strings, no unsigned integers (the canonical schema
 //! guarantees the last three).
 
 use std::io::Write;
@@ -72,6 +72,10 @@ impl ParquetOptions {
     /// per value and a second page to compress, and zstd already shrinks the repeats of a sorted
     /// logical date.
     ///
+    /// Every column has page statistics except binary ones (pickled executor configs, XCom
+    /// values kept as bytes): no query filters on their bytes, and their min and max cost a
+    /// comparison of whole values per row.
+    ///
     /// # Errors
     /// An out-of-range zstd level.
     pub fn properties(
@@ -130,6 +134,12 @@ impl ParquetOptions {
             if never || plain(index) {
                 builder = builder
                     .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+            }
+            if matches!(field.data_type(), DataType::Binary | DataType::LargeBinary) {
+                builder = builder.set_column_statistics_enabled(
+                    ColumnPath::from(field.name().as_str()),
+                    EnabledStatistics::None,
+                );
             }
         }
         Ok(builder
@@ -336,7 +346,7 @@ pub fn write_file<W: Write + Send>(
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{AsArray, Int32Array, StringArray, TimestampMicrosecondArray};
+    use arrow::array::{AsArray, BinaryArray, Int32Array, StringArray, TimestampMicrosecondArray};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use bytes::Bytes;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -354,6 +364,7 @@ mod tests {
                 DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
                 true,
             ),
+            Field::new("payload", DataType::Binary, true),
         ]));
         let batch = RecordBatch::try_new(
             schema.clone(),
@@ -364,6 +375,7 @@ mod tests {
                     TimestampMicrosecondArray::from(vec![Some(1_709_251_200_000_001), None])
                         .with_timezone("UTC"),
                 ),
+                Arc::new(BinaryArray::from(vec![Some(&b"\x80\x04"[..]), None])),
             ],
         )
         .unwrap();
@@ -402,6 +414,11 @@ mod tests {
                 .dictionary_page_offset()
                 .is_none()
         );
+        // Page statistics everywhere but on opaque bytes.
+        let group = meta.row_group(0);
+        assert!(group.column(0).statistics().is_some());
+        assert!(group.column(2).statistics().is_some());
+        assert!(group.column(3).statistics().is_none());
         let read: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(read, [batch]);
     }
