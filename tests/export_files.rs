@@ -63,11 +63,25 @@ fn batch_keys(batch: &RecordBatch) -> Vec<Key> {
 /// The sort keys of task instances in each row group of one file.
 fn row_group_keys(path: &Path) -> Vec<Vec<Key>> {
     let bytes = bytes::Bytes::from(std::fs::read(path).unwrap());
-    let groups = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+    let metadata = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
         .unwrap()
         .metadata()
-        .num_row_groups();
-    (0..groups)
+        .clone();
+    let schema = metadata.file_metadata().schema_descr();
+    for group in metadata.row_groups() {
+        // Each row group declares the order it is in.
+        let sorted_by: Vec<_> = group
+            .sorting_columns()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                assert!(!c.descending && c.nulls_first);
+                schema.column(c.column_idx as usize).name().to_owned()
+            })
+            .collect();
+        assert_eq!(sorted_by, ["dag_id", "run_id", "task_id", "map_index"]);
+    }
+    (0..metadata.num_row_groups())
         .map(|group| {
             let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
                 .unwrap()

@@ -11,6 +11,7 @@ use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
@@ -34,6 +35,27 @@ const WRITE_BATCH_ROWS: usize = crate::source::read::DEFAULT_BATCH_ROWS;
 /// merges at once: peak RSS 188 MiB at 64k rows, about 220 MiB at 128k, 178 MiB at 24k), and
 /// 64k rows keep files within 2% of the size 128k gives.
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// The Parquet declaration that every row group is sorted by the columns at `columns` of
+/// `schema`, in that order, ascending, NULLs first (the order of arrow's row format, which
+/// the export sorts by); `None` when there are none, or when a nested column would make field
+/// and leaf positions differ.
+pub fn sorting_columns(schema: &Schema, columns: &[usize]) -> Option<Vec<SortingColumn>> {
+    let flat = schema.fields().iter().all(|f| !f.data_type().is_nested());
+    if !flat || columns.is_empty() {
+        return None;
+    }
+    columns
+        .iter()
+        .map(|&column| {
+            Some(SortingColumn {
+                column_idx: i32::try_from(column).ok()?,
+                descending: false,
+                nulls_first: true,
+            })
+        })
+        .collect()
+}
 
 /// Encoding settings.
 #[derive(Debug, Clone)]

@@ -106,7 +106,13 @@ impl<'a> FileSink<'a> {
             )
             .map_err(|e| Error::Export {
                 message: format!("Parquet settings: {e}"),
-            })?;
+            })?
+            .into_builder()
+            .set_sorting_columns(pq::sorting_columns(
+                &job.plan.output_schema,
+                &job.column_indexes(&job.plan.sort_columns),
+            ))
+            .build();
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let uploading = self
             .handle

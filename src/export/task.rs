@@ -283,7 +283,7 @@ fn process_csv(
 
 impl TableJob {
     /// Indexes in the output schema of the columns named `names`.
-    fn column_indexes(&self, names: &[String]) -> Vec<usize> {
+    pub(super) fn column_indexes(&self, names: &[String]) -> Vec<usize> {
         let schema = &self.plan.output_schema;
         names
             .iter()
