@@ -13,9 +13,11 @@
 //! the day's merged file. A day gets at most eight files from one range (more only past
 //! `--max-file-mib`), its later slices spilled, so rows that arrive scattered over few days do
 //! not make a file per flush; rows inserted in time order give a day a file or two per range.
-//! Only one file stays open between flushes, so a range holds no more upload buffers than a
-//! merge does. Each slice is written as row groups of its own: every row group is sorted,
-//! though a file holding several slices is not sorted as a whole.
+//! One file stays open between flushes, and at most one more is written during one, so a
+//! range holds about the upload buffers of a merge. Each slice is written as row groups of its
+//! own: every row group is sorted, though a file holding several slices is not sorted as a
+//! whole. An unpartitioned table is one "day" that is every flush's last: each range writes it
+//! as one file (more past `--max-file-mib`), sorted flush by flush.
 
 use std::collections::HashMap;
 
@@ -62,7 +64,11 @@ impl<'a> DirectFiles<'a> {
         &mut self,
         flushed: Vec<Flushed>,
     ) -> Result<Vec<(Option<String>, RecordBatch)>> {
-        let last = flushed.len().saturating_sub(1);
+        // Most batches flush nothing; the open file waits for the next flush that does.
+        if flushed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let last = flushed.len() - 1;
         let mut carried = self.open.take();
         let mut spilled = Vec::new();
         for (i, Flushed { day, rows }) in flushed.into_iter().enumerate() {

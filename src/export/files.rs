@@ -214,7 +214,11 @@ impl<'a> FileSink<'a> {
 
     pub(super) fn finish(mut self) -> Result<Vec<FileEntry>> {
         while !self.pending.is_empty() {
-            self.wait_oldest()?;
+            if let Err(error) = self.wait_oldest() {
+                // None of the other uploads may land after the export removed its files.
+                self.abandon();
+                return Err(error);
+            }
         }
         Ok(std::mem::take(&mut self.done))
     }
