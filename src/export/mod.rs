@@ -30,9 +30,9 @@ pub const DEFAULT_JOBS: usize = 2;
 
 /// Memory for buffering rows before they are sorted and written or spilled, per job; a merge
 /// holds about as much (its runs' batches, and the row group being encoded). Measured at 5M task
-/// instances with two jobs: peak RSS 150–196 MiB with 24 MiB (about 200–213 with 32), most of
-/// it while two days merge at once, plus the run index (at most
-/// [`crate::source::runs::DEFAULT_RUN_INDEX_MEMORY`]).
+/// instances inserted in time order, with two jobs: peak RSS 176–181 MiB with 24 MiB (about 200
+/// with 32), most of it while both jobs read, sort and write their flushes, plus the run index
+/// (at most [`crate::source::runs::DEFAULT_RUN_INDEX_MEMORY`]).
 pub const DEFAULT_MEMORY_PER_JOB: usize = 24 * 1024 * 1024;
 
 /// A merged Parquet file is closed once it reaches about this size, and the day's next rows
