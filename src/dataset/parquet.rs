@@ -1,6 +1,6 @@
 //! Parquet encoding as analysts' engines want it: zstd, dictionary encoding, page statistics
-//! (except on opaque bytes), microsecond UTC timestamps, plain UTF-8 strings, no unsigned integers (the canonical schema
-//! guarantees the last three).
+//! (except on opaque bytes), microsecond UTC timestamps, plain UTF-8 strings, no unsigned
+//! integers (the canonical schema guarantees the last three).
 
 use std::io::Write;
 
@@ -10,8 +10,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
-use parquet::file::metadata::KeyValue;
-use parquet::file::metadata::SortingColumn;
+use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};

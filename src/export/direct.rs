@@ -137,16 +137,7 @@ impl<'a> DirectFiles<'a> {
         while start < rows.num_rows() {
             let batch = rows.slice(start, job.batch_rows.min(rows.num_rows() - start));
             start += batch.num_rows();
-            let open = match file {
-                Some(open) => open,
-                None => file.insert(self.files.open(day, &batch)?),
-            };
-            open.write(&batch)?;
-            if open.writer.size() >= job.max_file_bytes
-                && let Some(full) = file.take()
-            {
-                self.files.close(full)?;
-            }
+            self.files.write(file, day, &batch)?;
         }
         // The slice's last row group is written out now, not when the file is next written:
         // an open file holds no encoded pages or dictionaries between flushes.

@@ -32,7 +32,7 @@ pub(super) struct FileSink<'a> {
 pub(super) struct OpenFile {
     key: String,
     day: Option<String>,
-    pub(super) writer: pq::BatchWriter<ChannelWriter>,
+    writer: pq::BatchWriter<ChannelWriter>,
     uploading: JoinHandle<Result<ObjectInfo>>,
 }
 
@@ -50,7 +50,7 @@ impl OpenFile {
     }
 
     /// Appends `batch`.
-    pub(super) fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.writer.write(batch).map_err(|e| Error::Export {
             message: format!("encoding {}: {e}", self.key),
         })
@@ -74,7 +74,7 @@ impl<'a> FileSink<'a> {
     }
 
     /// Starts a new file of partition `day`, whose rows begin with `first_rows`, and its upload.
-    pub(super) fn open(&mut self, day: Option<&str>, first_rows: &RecordBatch) -> Result<OpenFile> {
+    fn open(&mut self, day: Option<&str>, first_rows: &RecordBatch) -> Result<OpenFile> {
         let job = self.job;
         let n = job.file_counter.fetch_add(1, Ordering::SeqCst);
         let partition =
@@ -138,6 +138,27 @@ impl<'a> FileSink<'a> {
             writer,
             uploading,
         })
+    }
+
+    /// Appends `batch` of partition `day` to `file`, starting a new file when there is none,
+    /// and closes the file once it reaches the job's size limit (the next rows start another).
+    pub(super) fn write(
+        &mut self,
+        file: &mut Option<OpenFile>,
+        day: Option<&str>,
+        batch: &RecordBatch,
+    ) -> Result<()> {
+        let open = match file {
+            Some(open) => open,
+            None => file.insert(self.open(day, batch)?),
+        };
+        open.write(batch)?;
+        if open.writer.size() >= self.job.max_file_bytes
+            && let Some(full) = file.take()
+        {
+            self.close(full)?;
+        }
+        Ok(())
     }
 
     /// Finishes `file` and queues its upload, keeping a few uploads in flight.

@@ -195,16 +195,7 @@ fn merge_runs(
         )
         .map_err(|e| job.spill_error(e))?;
         while let Some(batch) = merge.next_batch().map_err(|e| job.spill_error(e))? {
-            let file = match &mut open {
-                Some(file) => file,
-                None => open.insert(files.open(day.as_deref(), &batch)?),
-            };
-            file.write(&batch)?;
-            if file.writer.size() >= job.max_file_bytes
-                && let Some(file) = open.take()
-            {
-                files.close(file)?;
-            }
+            files.write(&mut open, day.as_deref(), &batch)?;
         }
         if let Some(file) = open.take() {
             files.close(file)?;

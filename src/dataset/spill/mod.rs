@@ -4,8 +4,8 @@
 //! A job's memory budget holds only a slice of a big table, and rows of one day may arrive
 //! spread over every range of the table. Each time the partitioner flushes, each day's sorted
 //! rows that are not written straight into a file (`export::direct`: those that come in
-//! stretches of one day) are written here as one *run*: an Arrow IPC stream, uncompressed, since it is written and read
-//! once; a flush's runs share one file. When every range of the table has been read, the runs
+//! stretches of one day) are written here as one *run*: an Arrow IPC stream, uncompressed,
+//! since it is written and read once; a flush's runs share one file. When every range of the table has been read, the runs
 //! of each day are merged ([`Merge`]), as many at a time as a memory budget allows
 //! ([`fan_in`]), holding one small batch per run.
 //!
